@@ -1,0 +1,88 @@
+"""The SQLModel tables. Alembic migrations under connex/migrations create them."""
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Column, ForeignKey, Index, String
+from sqlalchemy import Enum as SAEnum
+from sqlmodel import Field, SQLModel
+
+from connex.db import JSONType, UTCDateTime, utcnow
+
+
+class ProjectStatus(str, enum.Enum):
+    ACTIVE = "active"
+    ARCHIVED = "archived"
+
+
+def _enum_values(enum_class: type[enum.Enum]) -> list[str]:
+    return [member.value for member in enum_class]
+
+
+class Organization(SQLModel, table=True):
+    __tablename__ = "organizations"
+
+    id: str = Field(primary_key=True, max_length=40)
+    slug: str = Field(max_length=63, unique=True)
+    name: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class ApiKey(SQLModel, table=True):
+    __tablename__ = "api_keys"
+
+    id: str = Field(primary_key=True, max_length=40)
+    # NULL for a platform admin key.
+    organization_id: str | None = Field(
+        default=None,
+        sa_column=Column(String(40), ForeignKey("organizations.id", ondelete="CASCADE"), index=True),
+    )
+    name: str = Field(max_length=200)
+    # HMAC-SHA256 of the whole key under CONNEX_SECRET_KEY, hex; the key itself is never stored.
+    key_hash: str = Field(max_length=64, unique=True)
+    # The last four characters of the key, shown in listings so people can tell keys apart.
+    last4: str = Field(max_length=4)
+    scopes: list[str] = Field(default_factory=list, sa_type=JSONType, nullable=False)
+    rate_limit_per_minute: int | None = Field(default=None)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    # The key this one replaced through rotation.
+    rotated_from_id: str | None = Field(default=None, max_length=40)
+
+
+class Project(SQLModel, table=True):
+    __tablename__ = "projects"
+    __table_args__ = (
+        Index("ix_projects_org_status_updated", "organization_id", "status", "updated_at", "id"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    organization_id: str = Field(
+        sa_column=Column(String(40), ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False)
+    )
+    name: str = Field(max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    status: ProjectStatus = Field(
+        default=ProjectStatus.ACTIVE, sa_column=Column(
+            SAEnum(ProjectStatus, native_enum=False, length=16, values_callable=_enum_values),
+            nullable=False,
+        ),
+    )
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+class Event(SQLModel, table=True):
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_org_created", "organization_id", "created_at", "id"),)
+
+    id: str = Field(primary_key=True, max_length=40)
+    organization_id: str = Field(
+        sa_column=Column(String(40), ForeignKey("organizations.id", ondelete="CASCADE"), nullable=False)
+    )
+    type: str = Field(max_length=64)
+    data: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)

@@ -1,0 +1,106 @@
+"""Settings read from ``CONNEX_*`` environment variables and a ``.env`` file."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+VAR_DIR = Path("var")
+EMBEDDED_DATABASE_URL = f"sqlite+aiosqlite:///./{VAR_DIR}/connex.db"
+
+
+class ConfigurationError(RuntimeError):
+    """A setting is missing or invalid; raised at start-up."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CONNEX_", env_file=".env", extra="ignore")
+
+    database_url: str = EMBEDDED_DATABASE_URL
+    # Unset: embedded mode with in-process rate limiting, key cache and worker.
+    redis_url: str | None = None
+    # Key for the HMAC that stores API keys and for other server-side MACs.
+    # Unset in embedded mode: generated once and kept in var/secret_key.
+    secret_key: SecretStr | None = None
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+    log_format: str = Field("console", pattern="^(console|json)$")
+
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    # How long a key record stays cached before it is read from the database again.
+    key_cache_seconds: int = Field(60, ge=1)
+    # How often buffered last_used_at times are written to the database.
+    last_used_flush_seconds: float = Field(30.0, gt=0)
+
+    # GraphQL limits: nesting depth, tokens in one document, aliases in one document.
+    graphql_max_depth: int = Field(10, ge=2)
+    graphql_max_tokens: int = Field(2000, ge=100)
+    graphql_max_aliases: int = Field(30, ge=1)
+
+    # v1 lifecycle, sent as the Deprecation and Sunset headers.
+    v1_deprecated_on: date = date(2026, 10, 1)
+    v1_sunset_on: date = date(2027, 10, 1)
+
+    public_base_url: str = "http://127.0.0.1:8000"
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            return "postgresql+asyncpg://" + value.split("://", 1)[1]
+        if value.startswith("sqlite://") and not value.startswith("sqlite+aiosqlite://"):
+            return "sqlite+aiosqlite://" + value.split("://", 1)[1]
+        if not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+            raise ValueError("must be a postgresql:// or sqlite:// URL")
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def embedded(self) -> bool:
+        return self.redis_url is None
+
+    def secret_key_bytes(self) -> bytes:
+        if self.secret_key is None:
+            raise ConfigurationError("CONNEX_SECRET_KEY is not set")
+        return self.secret_key.get_secret_value().encode()
+
+    def validate_for_serving(self) -> None:
+        if self.v1_sunset_on < self.v1_deprecated_on:
+            raise ConfigurationError("CONNEX_V1_SUNSET_ON must not be earlier than CONNEX_V1_DEPRECATED_ON")
+        if self.secret_key is not None and len(self.secret_key.get_secret_value()) < 32:
+            raise ConfigurationError("CONNEX_SECRET_KEY must be at least 32 characters")
+
+
+def ensure_secret_key(settings: Settings) -> Settings:
+    """Give an embedded installation a persistent secret key in var/secret_key.
+
+    A server with Redis is a shared deployment, where every process must use the
+    same key, so there the key has to be set explicitly.
+    """
+    if settings.secret_key is not None:
+        return settings
+    if not settings.embedded:
+        raise ConfigurationError("CONNEX_SECRET_KEY must be set when CONNEX_REDIS_URL is set")
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return settings.model_copy(update={"secret_key": SecretStr(path.read_text().strip())})
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    settings = ensure_secret_key(Settings())
+    settings.validate_for_serving()
+    return settings
