@@ -72,6 +72,15 @@ class CompiledRoute:
         self.path_pattern = path_regex(self.spec.path)
 
     @property
+    def argument_variables(self) -> dict[str, str]:
+        """Root field argument name -> the variable passed to it directly."""
+        return {
+            argument.name.value: argument.value.name.value
+            for argument in self.root_node.arguments or ()
+            if isinstance(argument.value, VariableNode)
+        }
+
+    @property
     def is_mutation(self) -> bool:
         return self.operation.operation is OperationType.MUTATION
 

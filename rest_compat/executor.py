@@ -23,6 +23,7 @@ from rest_compat.binding import (
     translate_body,
 )
 from rest_compat.compiler import CompiledRoute
+from rest_compat.naming import snake
 from rest_compat.shapes import from_result
 
 logger = logging.getLogger("connex.rest")
@@ -87,10 +88,29 @@ def _parse_parameter(parameter: Parameter, text: str, errors: list[FieldError]) 
 
 async def run(route: CompiledRoute, variables: dict[str, Any], context: RequestContext) -> Any:
     """Execute the route's operation and return its root value in the version's JSON form."""
-    if route.serializer is not None:
-        value = await _resolve_root(route, variables, context)
-        return route.serializer(value)
-    return await _execute(route, variables, context)
+    try:
+        if route.serializer is not None:
+            value = await _resolve_root(route, variables, context)
+            return route.serializer(value)
+        return await _execute(route, variables, context)
+    except ValidationFailed as error:
+        error.errors = [_rest_field_error(route, field_error) for field_error in error.errors]
+        raise
+
+
+def _rest_field_error(route: CompiledRoute, error: FieldError) -> FieldError:
+    """Rename a field error from GraphQL argument paths to the route's REST names."""
+    head, _, rest = error.field.partition(".")
+    variable = route.argument_variables.get(head, head)
+    if route.body is not None and variable == route.body.variable and rest:
+        for parameter in route.parameters:
+            if parameter.input_field == rest:
+                return FieldError(parameter.rest_name, error.message, parameter.location)
+        return FieldError(".".join(snake(part) for part in rest.split(".")), error.message, "body")
+    for parameter in route.parameters:
+        if parameter.input_field is None and parameter.variable == variable:
+            return FieldError(parameter.rest_name, error.message, parameter.location)
+    return FieldError(snake(error.field), error.message, error.location)
 
 
 async def _resolve_root(route: CompiledRoute, variables: dict[str, Any], context: RequestContext) -> Any:

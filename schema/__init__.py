@@ -16,6 +16,7 @@ from strawberry.extensions import (
     QueryDepthLimiter,
     ValidationCache,
 )
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from connex.errors import ConnexError
@@ -28,9 +29,13 @@ logger = logging.getLogger("connex.graphql")
 
 
 def is_expected(error: GraphQLError) -> bool:
-    """True for errors the caller caused: our typed errors and GraphQL validation errors."""
+    """True for errors the caller caused: our typed errors, and errors found before execution.
+
+    Errors without a path come from parsing, validation or variable coercion
+    (a scalar's parser raising ValueError, for example), so they describe the request.
+    """
     original = error.original_error
-    return original is None or isinstance(original, ConnexError)
+    return original is None or isinstance(original, ConnexError) or error.path is None
 
 
 class ConnexSchema(strawberry.Schema):
@@ -49,17 +54,19 @@ def _should_mask(error: GraphQLError) -> bool:
 
 
 def build_schema(settings: Settings) -> ConnexSchema:
+    # Strawberry builds the extensions anew for each request; the parser and
+    # validation caches live at module level, so they persist across requests.
     extensions: list[Any] = [
-        MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
-        MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases),
-        QueryDepthLimiter(max_depth=settings.graphql_max_depth),
-        ParserCache(maxsize=256),
-        ValidationCache(maxsize=256),
-        MaskErrors(should_mask_error=_should_mask, error_message="Internal server error"),
+        lambda: MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
+        lambda: MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases),
+        lambda: QueryDepthLimiter(max_depth=settings.graphql_max_depth),
+        lambda: ParserCache(maxsize=256),
+        lambda: ValidationCache(maxsize=256),
+        lambda: MaskErrors(should_mask_error=_should_mask, error_message="Internal server error"),
     ]
     return ConnexSchema(
         query=Query,
         mutation=Mutation,
         extensions=extensions,
-        scalar_overrides={datetime: DateTime},
+        config=StrawberryConfig(scalar_map={datetime: DateTime}),
     )

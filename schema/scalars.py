@@ -22,7 +22,6 @@ def _parse(value: object) -> datetime:
 
 
 DateTime = strawberry.scalar(
-    datetime,
     name="DateTime",
     description="An RFC 3339 date-time with a time zone, returned in UTC.",
     serialize=rfc3339,
