@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -85,6 +86,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Objects alive after start-up live as long as the process; moving them out of the
+        # collector's generations keeps full collections (about 25 ms here) out of request latency.
+        gc.collect()
+        gc.freeze()
         flusher = asyncio.create_task(_flush_periodically(services))
         try:
             yield

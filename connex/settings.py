@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     last_used_flush_seconds: float = Field(30.0, gt=0)
 
     # GraphQL limits: nesting depth, tokens in one document, aliases in one document.
-    graphql_max_depth: int = Field(10, ge=2)
+    graphql_max_depth: int = Field(10, ge=1)
     graphql_max_tokens: int = Field(2000, ge=100)
     graphql_max_aliases: int = Field(30, ge=1)
 

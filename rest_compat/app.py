@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime, time
 from typing import Any
@@ -19,6 +20,7 @@ from rest_compat import executor
 from rest_compat.compiler import CompiledRoute
 from rest_compat.routes import Version
 
+logger = logging.getLogger("connex.rest")
 JSON_MEDIA_TYPES = ("application/json", "application/merge-patch+json")
 
 
@@ -47,6 +49,9 @@ class VersionApp:
             response = await self.handle(request)
         except ConnexError as error:
             response = problem_response(error, instance=request.url.path)
+        except Exception:
+            logger.exception("unexpected error in REST route", extra={"path": request.url.path})
+            response = problem_response(ConnexError(), instance=request.url.path)
         await response(scope, receive, send)
 
     async def handle(self, request: Request) -> Response:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 
 import strawberry
 
 from connex import apikeys, events, organizations, projects
 from connex.context import RequestContext
+from connex.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from schema.types import (
     ApiKey,
     Event,
@@ -19,6 +21,15 @@ from schema.types import (
 )
 
 Info = strawberry.Info[RequestContext, None]
+
+# Descriptions of the arguments every list field shares; the REST routes show them too.
+ORGANIZATION_DESCRIPTION = (
+    "The organization whose items are listed. "
+    "Defaults to the API key's own organization; required for a platform admin key."
+)
+FIRST_DESCRIPTION = f"Page size, from 1 to {MAX_PAGE_SIZE}; {DEFAULT_PAGE_SIZE} when omitted."
+AFTER_DESCRIPTION = "The end cursor of the previous page; the page starts after it."
+OFFSET_DESCRIPTION = "Number of items to skip. Cannot be combined with a cursor."
 
 
 @strawberry.type
@@ -35,11 +46,16 @@ class Query:
     async def projects(
         self,
         info: Info,
-        organization_id: strawberry.ID | None = None,
-        status: ProjectStatus | None = ProjectStatus.ACTIVE,  # type: ignore[assignment]
-        first: int | None = None,
-        after: str | None = None,
-        offset: int | None = None,
+        organization_id: Annotated[
+            strawberry.ID | None, strawberry.argument(description=ORGANIZATION_DESCRIPTION)
+        ] = None,
+        status: Annotated[
+            ProjectStatus | None,
+            strawberry.argument(description="Only projects in this state; active when omitted."),
+        ] = ProjectStatus.ACTIVE,  # type: ignore[assignment]
+        first: Annotated[int | None, strawberry.argument(description=FIRST_DESCRIPTION)] = None,
+        after: Annotated[str | None, strawberry.argument(description=AFTER_DESCRIPTION)] = None,
+        offset: Annotated[int | None, strawberry.argument(description=OFFSET_DESCRIPTION)] = None,
     ) -> ProjectConnection:
         page = await projects.list_projects(
             info.context,
@@ -52,18 +68,27 @@ class Query:
         return connection_from_page(ProjectConnection, page)
 
     @strawberry.field
-    async def project(self, info: Info, id: strawberry.ID) -> Project:
+    async def project(
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="The project's ID.")],
+    ) -> Project:
         return await projects.get_project(info.context, id)  # type: ignore[return-value]
 
     @strawberry.field(description="Events, newest first.")
     async def events(
         self,
         info: Info,
-        organization_id: strawberry.ID | None = None,
-        type: str | None = None,
-        first: int | None = None,
-        after: str | None = None,
-        offset: int | None = None,
+        organization_id: Annotated[
+            strawberry.ID | None, strawberry.argument(description=ORGANIZATION_DESCRIPTION)
+        ] = None,
+        type: Annotated[
+            str | None,
+            strawberry.argument(description="Only events of this type, for example project.created."),
+        ] = None,
+        first: Annotated[int | None, strawberry.argument(description=FIRST_DESCRIPTION)] = None,
+        after: Annotated[str | None, strawberry.argument(description=AFTER_DESCRIPTION)] = None,
+        offset: Annotated[int | None, strawberry.argument(description=OFFSET_DESCRIPTION)] = None,
     ) -> EventConnection:
         page = await events.list_events(
             info.context,
@@ -76,7 +101,11 @@ class Query:
         return connection_from_page(EventConnection, page)
 
     @strawberry.field
-    async def event(self, info: Info, id: strawberry.ID) -> Event:
+    async def event(
+        self,
+        info: Info,
+        id: Annotated[strawberry.ID, strawberry.argument(description="The event's ID.")],
+    ) -> Event:
         return await events.get_event(info.context, id)  # type: ignore[return-value]
 
 
