@@ -18,7 +18,7 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def upgrade(database_url: str, revision: str = "heads") -> None:
     """Migrate the database to ``revision``; safe to run again on a migrated database."""
     if database_url.startswith("sqlite"):
         path = database_url.split(":///", 1)[1]
@@ -27,6 +27,6 @@ def upgrade(database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
 
 
-async def upgrade_async(database_url: str, revision: str = "head") -> None:
+async def upgrade_async(database_url: str, revision: str = "heads") -> None:
     # Alembic's env.py runs its own event loop, so it gets a thread of its own.
     await asyncio.to_thread(upgrade, database_url, revision)

@@ -21,11 +21,16 @@ from strawberry.types import ExecutionContext
 
 from connex.errors import ConnexError
 from connex.settings import Settings
-from schema.mutations import Mutation
-from schema.queries import Query
+from strawberry.tools import merge_types
+
+from schema import mutations, queries
 from schema.scalars import DateTime
 
 logger = logging.getLogger("connex.graphql")
+
+# Each domain module contributes its own Query and Mutation fields.
+Query = merge_types("Query", (queries.Query,))
+Mutation = merge_types("Mutation", (mutations.Mutation,))
 
 
 def is_expected(error: GraphQLError) -> bool:
