@@ -27,13 +27,37 @@ from connex.settings import Settings, get_settings
 
 logger = logging.getLogger("connex.app")
 
+# Worker threads of the embedded webhook worker: the most attempts in flight at once.
+EMBEDDED_WORKER_THREADS = 8
+
 
 def build_services(settings: Settings) -> Services:
+    from connex.webhooks import outbox
+    from workers import webhooks
+
     db = Database(settings.database_url)
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     key_cache: KeyCache = RedisKeyCache(redis) if redis is not None else MemoryKeyCache()
     authenticator = Authenticator(db, key_cache, settings.secret_key_bytes(), settings.key_cache_seconds)
-    return Services(settings=settings, db=db, key_cache=key_cache, authenticator=authenticator, redis=redis)
+    # With Redis the deliveries go to `connex worker` processes; embedded, to a worker in this process.
+    webhook_workers = webhooks.setup(settings, db)
+    outbox.install(db, webhook_workers.queue)
+    return Services(
+        settings=settings,
+        db=db,
+        key_cache=key_cache,
+        authenticator=authenticator,
+        redis=redis,
+        webhooks=webhook_workers,
+    )
+
+
+async def start_embedded_worker(services: Services) -> Any:
+    """Start the in-process Dramatiq worker that delivers webhooks on this event loop."""
+    worker = services.webhooks.worker(EMBEDDED_WORKER_THREADS, asyncio.get_running_loop())
+    # Starting calls the runner, which waits on this loop, so it runs on another thread.
+    await asyncio.to_thread(worker.start)
+    return worker
 
 
 def json_response(content: Any, status_code: int = 200) -> Response:
@@ -91,9 +115,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         gc.collect()
         gc.freeze()
         flusher = asyncio.create_task(_flush_periodically(services))
+        worker = await start_embedded_worker(services) if settings.embedded else None
         try:
             yield
         finally:
+            if worker is not None:
+                stop_timeout_ms = round((settings.webhook_timeout_seconds + 5) * 1000)
+                await asyncio.to_thread(worker.stop, stop_timeout_ms)
+            services.webhooks.broker.close()
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher

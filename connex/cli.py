@@ -35,6 +35,32 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(args: argparse.Namespace) -> int:
+    from dramatiq import cli as dramatiq_cli
+
+    settings = get_settings()
+    if settings.redis_url is None:
+        print(
+            "connex: `connex worker` needs CONNEX_REDIS_URL; without it, `connex serve` delivers webhooks itself",
+            file=sys.stderr,
+        )
+        return 2
+    # Dramatiq's command line forks the worker processes, and each imports workers.main,
+    # which declares the actor and starts the periodic sweep with the worker.
+    shutdown_ms = round((settings.webhook_timeout_seconds + 5) * 1000)
+    dramatiq_args = dramatiq_cli.make_argument_parser().parse_args(
+        [
+            "workers.main:broker",
+            "--processes", str(args.processes),
+            "--threads", str(args.threads),
+            "--queues", "webhooks",
+            "--skip-logging",
+            "--worker-shutdown-timeout", str(shutdown_ms),
+        ]
+    )
+    return dramatiq_cli.main(dramatiq_args)
+
+
 def _migrate(_args: argparse.Namespace) -> int:
     from connex.migrate import upgrade
 
@@ -91,6 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default: 1)")
     serve.add_argument("--proxy-headers", action="store_true", help="trust X-Forwarded-* from a load balancer")
     serve.set_defaults(handler=_serve)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run Dramatiq worker processes that deliver webhooks (needs CONNEX_REDIS_URL)",
+        description="Run Dramatiq worker processes on the Redis broker. Each process delivers webhooks "
+        "and, every CONNEX_WEBHOOK_SWEEP_INTERVAL_SECONDS, re-queues due deliveries whose message was lost.",
+    )
+    worker.add_argument("--processes", type=int, default=1, help="worker processes (default: 1)")
+    worker.add_argument(
+        "--threads", type=int, default=16, help="deliveries in flight at once per process (default: 16)"
+    )
+    worker.set_defaults(handler=_worker)
 
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(handler=_migrate)

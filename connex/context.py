@@ -19,6 +19,8 @@ class Services:
     key_cache: KeyCache
     authenticator: Authenticator
     redis: Any = None
+    # The Dramatiq broker, deliver actor and runner of webhook deliveries (workers.webhooks).
+    webhooks: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
 
 

@@ -13,16 +13,26 @@ from connex.ids import new_id
 from connex.models import Event
 from connex.pagination import Page, make_page, page_request
 from connex.scopes import Scope
+from connex.webhooks import outbox
 
-EVENT_TYPES = ("project.created", "project.updated", "project.archived", "webhook_endpoint.test")
+# Sent by "send test event" to one endpoint; never fanned out to the others.
+TEST_EVENT_TYPE = "webhook_endpoint.test"
+
+EVENT_TYPES = ("project.created", "project.updated", "project.archived", TEST_EVENT_TYPE)
 
 
 async def record_event(
     session: AsyncSession, organization_id: str, event_type: str, data: dict[str, Any]
 ) -> Event:
+    """Insert an event and, in the same transaction, its webhook deliveries (the outbox).
+
+    Test events go only to the endpoint they test, so their delivery is added by the caller.
+    """
     event = Event(id=new_id("evt"), organization_id=organization_id, type=event_type, data=data)
     session.add(event)
     await session.flush()
+    if event_type != TEST_EVENT_TYPE:
+        await outbox.add_deliveries(session, event)
     return event
 
 

@@ -7,7 +7,7 @@ from datetime import date
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 VAR_DIR = Path("var")
@@ -50,6 +50,29 @@ class Settings(BaseSettings):
 
     public_base_url: str = "http://127.0.0.1:8000"
 
+    # Webhook delivery. Plain http URLs are rejected unless allowed here.
+    webhook_allow_http: bool = False
+    # Networks exempt from the SSRF guard, as a JSON list such as '["127.0.0.1/32"]'.
+    webhook_ssrf_exempt_networks: list[IPvAnyNetwork] = Field(default_factory=list)
+    # Limit on one whole attempt: DNS lookup, connection, request and reading the response.
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    # Delays in seconds before the 2nd, 3rd, ... attempt; the first attempt is immediate.
+    webhook_retry_schedule: list[float] = Field(
+        default_factory=lambda: [5, 300, 1800, 7200, 18000, 36000, 36000], min_length=0
+    )
+    # Each delay is multiplied by a random factor in [1 - jitter, 1 + jitter].
+    webhook_retry_jitter: float = Field(0.2, ge=0, lt=1)
+    # An endpoint whose attempts have all failed for this long is disabled.
+    webhook_disable_after_seconds: float = Field(5 * 86400, gt=0)
+    # How long the previous secret keeps signing next to the new one after a rotation.
+    webhook_secret_overlap_seconds: float = Field(86400, ge=0, le=7 * 86400)
+    # How often each worker looks for due deliveries whose queue message was lost.
+    webhook_sweep_interval_seconds: float = Field(30.0, gt=0)
+    # A delivery is re-sent by the sweep once its queue message is this much overdue.
+    webhook_sweep_grace_seconds: float = Field(60.0, ge=0)
+    # Extra time beyond the attempt timeout for which a worker holds a delivery's lease.
+    webhook_lease_margin_seconds: float = Field(30.0, gt=0)
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str) -> str:
@@ -59,6 +82,15 @@ class Settings(BaseSettings):
             return "sqlite+aiosqlite://" + value.split("://", 1)[1]
         if not value.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
             raise ValueError("must be a postgresql:// or sqlite:// URL")
+        return value
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _check_retry_schedule(cls, value: list[float]) -> list[float]:
+        if any(delay < 0 for delay in value):
+            raise ValueError("delays must not be negative")
+        if any(delay >= 7 * 86400 for delay in value):
+            raise ValueError("each delay must be shorter than 7 days, the longest delay the queue accepts")
         return value
 
     @property

@@ -146,6 +146,240 @@ def _event_routes(fragment: str, list_args: str, list_vars: str, page_fields: st
     )
 
 
+_ENDPOINT_FIELDS = (
+    "id organizationId url description eventTypes apiVersion enabled disabledReason disabledAt "
+    "failingSince previousSecretExpiresAt"
+)
+_DELIVERY_FIELDS = "id endpointId eventId eventType status attemptCount nextAttemptAt lastAttemptAt lastStatusCode completedAt"
+_ATTEMPT_FIELDS = (
+    "id deliveryId endpointId number status startedAt durationMs statusCode error responseBody requestHeaders"
+)
+
+
+def _webhook_fragments(created: str, updated: str) -> str:
+    """Return the fragments of the webhook routes, given the selections of the two times."""
+    times = f"{created} {updated}"
+    return (
+        f"fragment EndpointFields on WebhookEndpoint {{ {_ENDPOINT_FIELDS} {times} }} "
+        f"fragment EndpointSecretFields on WebhookEndpointWithSecret {{ {_ENDPOINT_FIELDS} {times} secret }} "
+        f"fragment DeliveryFields on WebhookDelivery {{ {_DELIVERY_FIELDS} {created} }} "
+        f"fragment AttemptFields on WebhookAttempt {{ {_ATTEMPT_FIELDS} }}"
+    )
+
+
+WEBHOOKS_V2 = _webhook_fragments("createdAt", "updatedAt")
+WEBHOOKS_V1 = _webhook_fragments("created: createdAt", "updated: updatedAt")
+
+
+def _operation(text: str, fragments: str) -> str:
+    """Append only the fragments that ``text`` spreads, since unused fragments fail validation."""
+    used = [part for part in fragments.split("fragment ")[1:] if f"...{part.split()[0]}" in text]
+    return text + " " + " ".join("fragment " + part.strip() for part in used)
+
+
+def _webhook_endpoint_routes(fragments: str, list_args: str, list_vars: str, page_fields: str, params: dict[str, str]) -> tuple[RouteSpec, ...]:
+    tag = "Webhook endpoints"
+    return (
+        RouteSpec(
+            "GET",
+            "/webhook_endpoints",
+            _operation(
+                f"query ListWebhookEndpoints({list_vars}, $organizationId: ID) "
+                f"{{ webhookEndpoints({list_args}, organizationId: $organizationId) "
+                f"{{ nodes {{ ...EndpointFields }} pageInfo {{ {page_fields} }} }} }}",
+                fragments,
+            ),
+            "List webhook endpoints",
+            tag,
+            Scope.WEBHOOKS_READ,
+            kind="list",
+            params=params,
+            description="Newest first.",
+        ),
+        RouteSpec(
+            "POST",
+            "/webhook_endpoints",
+            _operation(
+                "mutation CreateWebhookEndpoint($input: CreateWebhookEndpointInput!) "
+                "{ createWebhookEndpoint(input: $input) { ...EndpointSecretFields } }",
+                fragments,
+            ),
+            "Create a webhook endpoint",
+            tag,
+            Scope.WEBHOOKS_WRITE,
+            status=201,
+            body="input",
+            location="/webhook_endpoints/{id}",
+            description="The response holds the signing secret `secret`. It is never shown again.",
+        ),
+        RouteSpec(
+            "GET",
+            "/webhook_endpoints/{id}",
+            _operation(
+                "query GetWebhookEndpoint($id: ID!) { webhookEndpoint(id: $id) { ...EndpointFields } }", fragments
+            ),
+            "Get a webhook endpoint",
+            tag,
+            Scope.WEBHOOKS_READ,
+        ),
+        RouteSpec(
+            "PATCH",
+            "/webhook_endpoints/{id}",
+            _operation(
+                "mutation UpdateWebhookEndpoint($input: UpdateWebhookEndpointInput!) "
+                "{ updateWebhookEndpoint(input: $input) { ...EndpointFields } }",
+                fragments,
+            ),
+            "Update a webhook endpoint",
+            tag,
+            Scope.WEBHOOKS_WRITE,
+            params={"id": "input.id"},
+            body="input",
+            description="Fields left out stay unchanged. `\"enabled\": true` re-enables a disabled endpoint "
+            "and resumes its pending deliveries.",
+        ),
+        RouteSpec(
+            "DELETE",
+            "/webhook_endpoints/{id}",
+            "mutation DeleteWebhookEndpoint($id: ID!) { deleteWebhookEndpoint(input: {id: $id}) { id } }",
+            "Delete a webhook endpoint",
+            tag,
+            Scope.WEBHOOKS_WRITE,
+            kind="empty",
+            status=204,
+            description="Deletes the endpoint with its deliveries and attempts.",
+        ),
+        RouteSpec(
+            "POST",
+            "/webhook_endpoints/{id}/rotate_secret",
+            _operation(
+                "mutation RotateWebhookEndpointSecret($input: RotateWebhookEndpointSecretInput!) "
+                "{ rotateWebhookEndpointSecret(input: $input) { ...EndpointSecretFields } }",
+                fragments,
+            ),
+            "Rotate the signing secret",
+            tag,
+            Scope.WEBHOOKS_WRITE,
+            params={"id": "input.id"},
+            body="input",
+            description="Returns the new secret once. Deliveries carry a signature with the old secret too "
+            "until `previous_secret_expires_at`.",
+        ),
+        RouteSpec(
+            "POST",
+            "/webhook_endpoints/{id}/test",
+            _operation(
+                "mutation SendWebhookTestEvent($id: ID!) { sendWebhookTestEvent(input: {id: $id}) { ...DeliveryFields } }",
+                fragments,
+            ),
+            "Send a test event",
+            tag,
+            Scope.WEBHOOKS_WRITE,
+            status=202,
+            description="Records a `webhook_endpoint.test` event and delivers it to this endpoint only.",
+        ),
+    )
+
+
+def _webhook_delivery_routes(fragments: str, list_args: str, list_vars: str, page_fields: str, params: dict[str, str]) -> tuple[RouteSpec, ...]:
+    tag = "Webhook deliveries"
+    return (
+        RouteSpec(
+            "GET",
+            "/webhook_endpoints/{id}/deliveries",
+            _operation(
+                f"query ListWebhookDeliveries($id: ID!, {list_vars}, $status: WebhookDeliveryStatus, "
+                "$eventType: String, $createdAfter: DateTime, $createdBefore: DateTime) "
+                f"{{ webhookDeliveries(endpointId: $id, {list_args}, status: $status, eventType: $eventType, "
+                "createdAfter: $createdAfter, createdBefore: $createdBefore) "
+                f"{{ nodes {{ ...DeliveryFields }} pageInfo {{ {page_fields} }} }} }}",
+                fragments,
+            ),
+            "List an endpoint's deliveries",
+            tag,
+            Scope.WEBHOOKS_READ,
+            kind="list",
+            params=params,
+            description="Newest first. A delivery's `id` is the `webhook-id` header of each of its attempts.",
+        ),
+        RouteSpec(
+            "GET",
+            "/webhook_endpoints/{id}/deliveries/{delivery_id}",
+            _operation(
+                "query GetWebhookDelivery($id: ID!, $deliveryId: ID!) "
+                "{ webhookDelivery(id: $deliveryId, endpointId: $id) { ...DeliveryFields } }",
+                fragments,
+            ),
+            "Get a delivery",
+            tag,
+            Scope.WEBHOOKS_READ,
+        ),
+        RouteSpec(
+            "GET",
+            "/webhook_endpoints/{id}/deliveries/{delivery_id}/attempts",
+            _operation(
+                f"query ListWebhookDeliveryAttempts($id: ID!, $deliveryId: ID!, {list_vars}) "
+                f"{{ webhookAttempts(endpointId: $id, deliveryId: $deliveryId, {list_args}) "
+                f"{{ nodes {{ ...AttemptFields }} pageInfo {{ {page_fields} }} }} }}",
+                fragments,
+            ),
+            "List a delivery's attempts",
+            tag,
+            Scope.WEBHOOKS_READ,
+            kind="list",
+            params=params,
+            description="Newest first.",
+        ),
+        RouteSpec(
+            "GET",
+            "/webhook_endpoints/{id}/attempts",
+            _operation(
+                f"query ListWebhookAttempts($id: ID!, {list_vars}, $deliveryId: ID, $status: WebhookAttemptStatus, "
+                "$startedAfter: DateTime, $startedBefore: DateTime) "
+                f"{{ webhookAttempts(endpointId: $id, {list_args}, deliveryId: $deliveryId, status: $status, "
+                "startedAfter: $startedAfter, startedBefore: $startedBefore) "
+                f"{{ nodes {{ ...AttemptFields }} pageInfo {{ {page_fields} }} }} }}",
+                fragments,
+            ),
+            "List an endpoint's attempts",
+            tag,
+            Scope.WEBHOOKS_READ,
+            kind="list",
+            params=params,
+            description="Newest first, across all deliveries of the endpoint.",
+        ),
+        RouteSpec(
+            "POST",
+            "/webhook_endpoints/{id}/deliveries/{delivery_id}/retry",
+            _operation(
+                "mutation RetryWebhookDelivery($id: ID!, $deliveryId: ID!) "
+                "{ retryWebhookDelivery(input: {id: $deliveryId, endpointId: $id}) { ...DeliveryFields } }",
+                fragments,
+            ),
+            "Retry a failed delivery",
+            tag,
+            Scope.WEBHOOKS_WRITE,
+            status=202,
+            description="Only failed deliveries can be retried. The retry keeps the `webhook-id` and starts "
+            "the retry schedule again.",
+        ),
+        RouteSpec(
+            "POST",
+            "/webhook_endpoints/{id}/recover",
+            "mutation RecoverWebhookDeliveries($input: RecoverWebhookDeliveriesInput!) "
+            "{ recoverWebhookDeliveries(input: $input) { endpointId since until deliveryCount deliveryIds } }",
+            "Recover failed deliveries",
+            tag,
+            Scope.WEBHOOKS_WRITE,
+            status=202,
+            params={"id": "input.endpointId"},
+            body="input",
+            description="Retries every failed delivery of the endpoint created at or after `since` "
+            "(and before `until`, when given).",
+        ),
+    )
+
+
 _V1_LIST = ("first: $first, offset: $offset", "$first: Int, $offset: Int", "hasNextPage", {"limit": "first"})
 _V2_LIST = (
     "first: $first, after: $after",
@@ -156,7 +390,12 @@ _V2_LIST = (
 
 V1 = Version(
     name="v1",
-    routes=_project_routes(PROJECT_V1, *_V1_LIST) + _event_routes(EVENT_V1, *_V1_LIST),
+    routes=(
+        _project_routes(PROJECT_V1, *_V1_LIST)
+        + _event_routes(EVENT_V1, *_V1_LIST)
+        + _webhook_endpoint_routes(WEBHOOKS_V1, *_V1_LIST)
+        + _webhook_delivery_routes(WEBHOOKS_V1, *_V1_LIST)
+    ),
     list_style="offset",
     datetime_style="unix",
     deprecated=True,
@@ -165,7 +404,12 @@ V1 = Version(
 
 V2 = Version(
     name="v2",
-    routes=_project_routes(PROJECT_V2, *_V2_LIST) + _event_routes(EVENT_V2, *_V2_LIST),
+    routes=(
+        _project_routes(PROJECT_V2, *_V2_LIST)
+        + _event_routes(EVENT_V2, *_V2_LIST)
+        + _webhook_endpoint_routes(WEBHOOKS_V2, *_V2_LIST)
+        + _webhook_delivery_routes(WEBHOOKS_V2, *_V2_LIST)
+    ),
     list_style="cursor",
     datetime_style="rfc3339",
     changelog=(

@@ -23,14 +23,14 @@ from connex.errors import ConnexError
 from connex.settings import Settings
 from strawberry.tools import merge_types
 
-from schema import mutations, queries
+from schema import mutations, queries, webhooks
 from schema.scalars import DateTime
 
 logger = logging.getLogger("connex.graphql")
 
 # Each domain module contributes its own Query and Mutation fields.
-Query = merge_types("Query", (queries.Query,))
-Mutation = merge_types("Mutation", (mutations.Mutation,))
+Query = merge_types("Query", (queries.Query, webhooks.Query))
+Mutation = merge_types("Mutation", (mutations.Mutation, webhooks.Mutation))
 
 
 def is_expected(error: GraphQLError) -> bool:

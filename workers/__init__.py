@@ -1,0 +1,1 @@
+"""Dramatiq brokers and actors: webhook delivery and its periodic sweep."""
