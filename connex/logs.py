@@ -58,5 +58,7 @@ def configure_logging(level: str = "INFO", log_format: str = "console") -> None:
     # httpx logs every request URL at INFO, and webhook URLs may carry credentials.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # aiosqlite logs every statement with its parameters at DEBUG, webhook secrets among them.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
     # uvicorn's access log repeats what the request log line already records.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
