@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 
 from connex.settings import ConfigurationError, get_settings
+
+# Longest pause, in milliseconds, of a worker's queue consumer between polls.
+WORKER_POLL_MS = 100
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -36,6 +40,11 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    # Dramatiq 2.2.1's Redis consumer sleeps with a backoff of up to this many milliseconds
+    # whenever every prefetched message is still being processed, so the default of 1000
+    # left threads idle and halved throughput in bench/webhook_delivery.py. Dramatiq reads
+    # the variable when it is first imported, which is why it is set before the import.
+    os.environ.setdefault("dramatiq_worker_timeout", str(WORKER_POLL_MS))
     from dramatiq import cli as dramatiq_cli
 
     settings = get_settings()

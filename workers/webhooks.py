@@ -110,8 +110,12 @@ class DeliveryWorkerHooks(Middleware):
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
 
-    def after_worker_boot(self, broker: Broker, worker: dramatiq.Worker) -> None:
+    def before_worker_boot(self, broker: Broker, worker: dramatiq.Worker) -> None:
+        # Dramatiq starts its worker threads between the before and after hooks, so the
+        # runtime must exist before then or the first messages would find no runtime.
         self.runner.start(self.loop)
+
+    def after_worker_boot(self, broker: Broker, worker: dramatiq.Worker) -> None:
         self._stop.clear()
         self._sweeper = threading.Thread(target=self._sweep_periodically, name="webhook-sweep", daemon=True)
         self._sweeper.start()
@@ -157,7 +161,8 @@ class WebhookWorkers:
     def worker(self, threads: int, loop: asyncio.AbstractEventLoop | None = None) -> dramatiq.Worker:
         """Return a Dramatiq worker for the webhook queue, for running inside this process."""
         self.install_hooks(loop)
-        return dramatiq.Worker(self.broker, queues={QUEUE_NAME}, worker_threads=threads)
+        # A short poll timeout, as `connex worker` sets through dramatiq_worker_timeout.
+        return dramatiq.Worker(self.broker, queues={QUEUE_NAME}, worker_threads=threads, worker_timeout=100)
 
 
 def create_broker(settings: Settings) -> Broker:

@@ -147,46 +147,101 @@ async def deliver(runtime: DeliveryRuntime, delivery_id: str) -> AttemptReport |
 
 
 async def claim_attempt(runtime: DeliveryRuntime, delivery_id: str) -> Claim | None:
+    """Lease a due delivery and insert its attempt row as in progress, in one commit."""
     now = runtime.clock()
     token = secrets.token_hex(16)
+    lease_end = now + runtime.lease
+    limit = max_attempts(runtime.settings.webhook_retry_schedule)
     async with runtime.db.transaction() as session:
-        claimed = await _take_lease(session, delivery_id, now, now + runtime.lease, token)
+        claimed = await _take_free_lease(session, delivery_id, now, lease_end, token, limit)
         if claimed is None:
-            return None
-        await _close_interrupted_attempts(session, delivery_id)
-        if claimed.round_attempts >= max_attempts(runtime.settings.webhook_retry_schedule):
-            # Only an interrupted attempt leaves a delivery pending after its last attempt.
-            await _finish(session, delivery_id, token, DeliveryStatus.FAILED, now)
-            logger.info(
-                "webhook delivery failed: its last attempt was interrupted",
-                extra={"delivery_id": delivery_id, "endpoint_id": claimed.endpoint_id},
-            )
+            claimed = await _take_expired_lease(session, delivery_id, now, lease_end, token, limit)
+        if claimed is None:
             return None
         return await _prepare_attempt(session, delivery_id, claimed, token, now)
 
 
-async def _take_lease(
-    session: AsyncSession, delivery_id: str, now: datetime, lease_end: datetime, token: str
-) -> Any | None:
-    """Lease a due pending delivery of an enabled endpoint; return its row, or None."""
+def _due(delivery_id: str, now: datetime) -> list[Any]:
+    """Conditions for a delivery that may be attempted now: pending, due, endpoint enabled."""
     enabled = select(_endpoints.c.id).where(_endpoints.c.enabled.is_(True))
+    return [
+        _deliveries.c.id == delivery_id,
+        _deliveries.c.status == DeliveryStatus.PENDING,
+        _deliveries.c.next_attempt_at <= now,
+        _deliveries.c.endpoint_id.in_(enabled),
+    ]
+
+
+_CLAIMED_COLUMNS = (
+    _deliveries.c.endpoint_id,
+    _deliveries.c.event_id,
+    _deliveries.c.api_version,
+    _deliveries.c.attempt_count,
+    _deliveries.c.round_attempts,
+)
+
+
+async def _take_free_lease(
+    session: AsyncSession, delivery_id: str, now: datetime, lease_end: datetime, token: str, limit: int
+) -> Any | None:
+    """Lease a due delivery that no worker holds and count the attempt; return its row or None.
+
+    This is the usual path: one conditional UPDATE, so of two workers racing for the
+    same delivery exactly one gets a row back.
+    """
     statement = (
         update(_deliveries)
         .where(
-            _deliveries.c.id == delivery_id,
-            _deliveries.c.status == DeliveryStatus.PENDING,
-            _deliveries.c.next_attempt_at <= now,
-            or_(_deliveries.c.locked_until.is_(None), _deliveries.c.locked_until <= now),
-            _deliveries.c.endpoint_id.in_(enabled),
+            *_due(delivery_id, now),
+            _deliveries.c.locked_until.is_(None),
+            _deliveries.c.round_attempts < limit,
         )
+        .values(
+            locked_until=lease_end,
+            lock_token=token,
+            attempt_count=_deliveries.c.attempt_count + 1,
+            round_attempts=_deliveries.c.round_attempts + 1,
+            last_attempt_at=now,
+        )
+        .returning(*_CLAIMED_COLUMNS)
+    )
+    return (await session.execute(statement)).first()
+
+
+async def _take_expired_lease(
+    session: AsyncSession, delivery_id: str, now: datetime, lease_end: datetime, token: str, limit: int
+) -> Any | None:
+    """Take over a delivery whose lease ended without an outcome: its worker stopped mid-attempt.
+
+    The attempt it left in progress is marked interrupted and counts toward the schedule,
+    so a delivery that keeps killing its worker still ends in the failed state.
+    """
+    statement = (
+        update(_deliveries)
+        .where(*_due(delivery_id, now), _deliveries.c.locked_until <= now)
         .values(locked_until=lease_end, lock_token=token)
-        .returning(
-            _deliveries.c.endpoint_id,
-            _deliveries.c.event_id,
-            _deliveries.c.api_version,
-            _deliveries.c.attempt_count,
-            _deliveries.c.round_attempts,
+        .returning(*_CLAIMED_COLUMNS)
+    )
+    taken = (await session.execute(statement)).first()
+    if taken is None:
+        return None
+    await _close_interrupted_attempts(session, delivery_id)
+    if taken.round_attempts >= limit:
+        await _finish(session, delivery_id, token, DeliveryStatus.FAILED, now)
+        logger.info(
+            "webhook delivery failed: its last attempt was interrupted",
+            extra={"delivery_id": delivery_id, "endpoint_id": taken.endpoint_id},
         )
+        return None
+    statement = (
+        update(_deliveries)
+        .where(_deliveries.c.id == delivery_id)
+        .values(
+            attempt_count=_deliveries.c.attempt_count + 1,
+            round_attempts=_deliveries.c.round_attempts + 1,
+            last_attempt_at=now,
+        )
+        .returning(*_CLAIMED_COLUMNS)
     )
     return (await session.execute(statement)).first()
 
@@ -208,38 +263,58 @@ async def _close_interrupted_attempts(session: AsyncSession, delivery_id: str) -
 async def _prepare_attempt(
     session: AsyncSession, delivery_id: str, claimed: Any, token: str, now: datetime
 ) -> Claim:
-    """Build the signed request and insert its attempt row as in progress."""
-    endpoint = (
-        await session.execute(select(_endpoints).where(_endpoints.c.id == claimed.endpoint_id))
-    ).one()
-    event = (await session.execute(select(_events).where(_events.c.id == claimed.event_id))).one()
-    body = render_payload(event.id, event.type, event.created_at, event.data, claimed.api_version)
+    """Build the signed request and insert its attempt row as in progress.
+
+    ``claimed`` holds the delivery's counts with this attempt already included.
+    """
+    joined = _deliveries.join(_endpoints, _endpoints.c.id == _deliveries.c.endpoint_id).join(
+        _events, _events.c.id == _deliveries.c.event_id
+    )
+    query = (
+        select(
+            _endpoints.c.url,
+            _endpoints.c.secret,
+            _endpoints.c.previous_secret,
+            _endpoints.c.previous_secret_expires_at,
+            _events.c.id,
+            _events.c.type,
+            _events.c.created_at,
+            _events.c.data,
+        )
+        .select_from(joined)
+        .where(_deliveries.c.id == delivery_id)
+    )
+    row = (await session.execute(query)).one()
+    body = render_payload(row.id, row.type, row.created_at, row.data, claimed.api_version)
     # The timestamp comes from the real clock, because receivers compare it with theirs.
     headers = {
         "content-type": "application/json",
         "user-agent": USER_AGENT,
-        **build_headers(signing_secrets(endpoint, now), delivery_id, int(time.time()), body),
+        **build_headers(signing_secrets(row, now), delivery_id, int(time.time()), body),
     }
-    number = claimed.attempt_count + 1
-    round_attempts = claimed.round_attempts + 1
     attempt_id = new_id("att")
     await session.execute(
         _attempts.insert().values(
             id=attempt_id,
             delivery_id=delivery_id,
-            endpoint_id=endpoint.id,
-            number=number,
+            endpoint_id=claimed.endpoint_id,
+            number=claimed.attempt_count,
             status=AttemptStatus.IN_PROGRESS,
             started_at=now,
             request_headers=redact_headers(headers),
         )
     )
-    await session.execute(
-        update(_deliveries)
-        .where(_deliveries.c.id == delivery_id)
-        .values(attempt_count=number, round_attempts=round_attempts, last_attempt_at=now)
+    return Claim(
+        delivery_id,
+        claimed.endpoint_id,
+        attempt_id,
+        claimed.attempt_count,
+        claimed.round_attempts,
+        token,
+        row.url,
+        body,
+        headers,
     )
-    return Claim(delivery_id, endpoint.id, attempt_id, number, round_attempts, token, endpoint.url, body, headers)
 
 
 def signing_secrets(endpoint: Any, now: datetime) -> list[str]:
