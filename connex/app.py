@@ -108,7 +108,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         Route("/readyz", readyz),
         Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
         *openapi_routes(schema, services),
-        *docs_routes(),
+        *docs_routes(schema, services),
         *version_mounts,
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

@@ -64,5 +64,8 @@ def openapi_routes(schema: StrawberrySchema, services: Services) -> list[BaseRou
     return [Route("/openapi/{version}.json", openapi_document, methods=["GET"])]
 
 
-def docs_routes() -> list[BaseRoute]:
-    return []
+def docs_routes(schema: StrawberrySchema, services: Services) -> list[BaseRoute]:
+    from rest_compat import docs
+    from rest_compat.openapi import build_document
+
+    return docs.docs_routes(lambda name: build_document(schema, name, services.settings), services.settings)
