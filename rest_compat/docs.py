@@ -16,6 +16,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from markdown_it import MarkdownIt
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -39,6 +40,14 @@ SCOPE_DESCRIPTIONS = {
     Scope.KEYS_WRITE: "Issue, rotate and revoke the organization's API keys.",
     Scope.ADMIN: "Everything, across organizations. Only for platform administrators.",
 }
+
+
+# CommonMark with tables; raw HTML in the source is escaped, not passed through.
+_markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
+
+
+def markdown(text: str) -> str:
+    return _markdown.render(text)
 
 
 @cache
@@ -86,7 +95,7 @@ class Reference:
         info = self.document["info"]
         parts = [
             f"<h1>API reference {_escape(version)}</h1>",
-            f"<p>{_escape(info.get('description', ''))}</p>",
+            markdown(info.get("description", "")),
             f"<p>Base URL: <code>{_escape(self.document['servers'][0]['url'])}</code> · "
             f'<a href="/openapi/{_escape(version)}.json">OpenAPI document</a></p>',
             '<div class="keybar"><label>Your API key <input id="api-key" type="password" '
@@ -108,7 +117,7 @@ class Reference:
             f'<section class="operation" id="{anchor}">',
             f'<h3><span class="method method-{_escape(method)}">{_escape(method.upper())}</span>'
             f"<code>{_escape(path)}</code> {_escape(operation.get('summary', ''))}{deprecated}</h3>",
-            f"<p>{_escape(operation.get('description', ''))}</p>",
+            markdown(operation.get("description", "")),
         ]
         if parameters:
             lines.append(self.render_parameters(parameters))
@@ -124,7 +133,7 @@ class Reference:
             f"<tr><td><code>{_escape(parameter['name'])}</code></td><td>{_escape(parameter['in'])}</td>"
             f"<td>{_escape(self.type_label(parameter.get('schema', {})))}</td>"
             f"<td>{'required' if parameter.get('required') else ''}</td>"
-            f"<td>{_escape(parameter.get('description', ''))}</td></tr>"
+            f"<td>{_inline(parameter.get('description', ''))}</td></tr>"
             for parameter in parameters
         ]
         return (
@@ -138,7 +147,7 @@ class Reference:
         rows = [
             f"<tr><td><code>{_escape(name)}</code></td><td>{_escape(self.type_label(field))}</td>"
             f"<td>{'required' if name in required else ''}</td>"
-            f"<td>{_escape(field.get('description', ''))}</td></tr>"
+            f"<td>{_inline(field.get('description', ''))}</td></tr>"
             for name, field in schema.get("properties", {}).items()
         ]
         return (
@@ -150,7 +159,7 @@ class Reference:
         rows = []
         for status, response in responses.items():
             response = self.resolve(response)
-            rows.append(f"<tr><td><code>{_escape(status)}</code></td><td>{_escape(response.get('description', ''))}</td></tr>")
+            rows.append(f"<tr><td><code>{_escape(status)}</code></td><td>{_inline(response.get('description', ''))}</td></tr>")
         return "<h4>Responses</h4><table><tbody>" + "".join(rows) + "</tbody></table>"
 
     def example_body(self, content: Mapping[str, Any]) -> Any:
@@ -158,7 +167,7 @@ class Reference:
             return content["example"]
         for example in content.get("examples", {}).values():
             return self.resolve(example).get("value")
-        return self.resolve(content.get("schema", {})).get("example", {})
+        return schema_example(self.resolve(content.get("schema", {})))
 
     def render_form(
         self, path: str, method: str, parameters: list[Mapping[str, Any]], body_content: Mapping[str, Any]
@@ -202,15 +211,20 @@ def changelog_html(deprecated_on: Any, sunset_on: Any) -> str:
             )
         parts.append("<ul>")
         for day, text in version.changelog:
-            parts.append(f"<li><strong>{_escape(day.isoformat())}</strong>: {_markup(text)}</li>")
+            parts.append(f"<li><strong>{_escape(day.isoformat())}</strong>: {_inline(text)}</li>")
         parts.append("</ul>")
     return "\n".join(parts)
 
 
-def _markup(text: str) -> str:
-    """Escape text and turn `backticks` into code elements."""
-    pieces = html.escape(text).split("`")
-    return "".join(f"<code>{piece}</code>" if index % 2 else piece for index, piece in enumerate(pieces))
+def _inline(text: str) -> str:
+    """Render one line of Markdown without the enclosing paragraph."""
+    return _markdown.renderInline(text)
+
+
+def schema_example(schema: Mapping[str, Any]) -> Any:
+    """The first example of a schema: OpenAPI 3.1 lists them under ``examples``."""
+    examples = schema.get("examples") or [schema.get("example", {})]
+    return examples[0]
 
 
 def docs_routes(document_for: Callable[[str], Mapping[str, Any]], settings: Any) -> list[BaseRoute]:
@@ -250,8 +264,9 @@ def docs_routes(document_for: Callable[[str], Mapping[str, Any]], settings: Any)
 
 
 def _project_example(document_for: Callable[[str], Mapping[str, Any]]) -> Any:
-    return document_for("v2")["components"]["schemas"]["Project"].get("example", {})
+    return schema_example(document_for("v2")["components"]["schemas"]["Project"])
 
 
 def _problem_example(document_for: Callable[[str], Mapping[str, Any]]) -> Any:
-    return document_for("v2")["components"]["schemas"]["Problem"].get("example", {})
+    response = document_for("v2")["components"]["responses"]["ValidationFailed"]
+    return response["content"]["application/problem+json"]["example"]

@@ -39,3 +39,13 @@ async def test_static_script_served(client: httpx.AsyncClient) -> None:
     response = await client.get("/docs/static/explorer.js")
     assert response.status_code == 200
     assert "Authorization" in response.text
+
+
+async def test_examples_and_markdown_rendered(client: httpx.AsyncClient) -> None:
+    index = (await client.get("/docs")).text
+    assert "proj_" in index
+    errors = (await client.get("/docs/errors")).text
+    assert "VALIDATION_FAILED" in errors
+    reference = (await client.get("/docs/v2")).text
+    assert "<h2>" in reference
+    assert "## " not in reference
