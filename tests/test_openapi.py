@@ -3,42 +3,30 @@ real responses, and a client generated from the v2 document talking to a running
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from graphql import GraphQLEnumType, GraphQLScalarType
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
-from sqlalchemy import create_engine
-from sqlmodel import SQLModel
 
 import connex
-from connex.apikeys import create_key_offline
-from connex.app import create_app
-from connex.db import Database
-from connex.ids import new_id
-from connex.models import Organization
 from connex.settings import Settings
 from rest_compat.binding import enum_values, named_type
 from rest_compat.compiler import CompiledRoute, compile_version
 from rest_compat.openapi import build_document
 from rest_compat.routes import VERSIONS
 from schema import build_schema
+from tests.live import RunningServer, run_server
 
 VERSION_NAMES = list(VERSIONS)
 DEPRECATION_HEADERS = ("Deprecation", "Sunset", "Link")
@@ -49,68 +37,10 @@ GENERATOR = VENV_BIN / "openapi-python-client"
 # Fixtures: settings, documents and a running server
 
 
-@dataclass
-class RunningServer:
-    base_url: str
-    settings: Settings
-    api_key: str
-
-
-def free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
-async def issue_test_key(settings: Settings) -> str:
-    db = Database(settings.database_url)
-    try:
-        async with db.transaction() as session:
-            session.add(Organization(id=new_id("org"), slug="openapi-tests", name="OpenAPI tests"))
-        return await create_key_offline(
-            db,
-            settings.secret_key_bytes(),
-            name="openapi tests",
-            organization_slug="openapi-tests",
-            scopes=["projects:write", "events:read"],
-        )
-    finally:
-        await db.dispose()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    database_path = tmp_path_factory.mktemp("openapi") / "connex.db"
-    sock = free_socket()
-    base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    settings = Settings(
-        database_url=f"sqlite+aiosqlite:///{database_path}",
-        secret_key="x" * 40,
-        redis_url=None,
-        public_base_url=base_url,
-    )
-    # Importing connex.models registered the tables on SQLModel.metadata.
-    engine = create_engine(f"sqlite:///{database_path}")
-    SQLModel.metadata.create_all(engine)
-    engine.dispose()
-    api_key = asyncio.run(issue_test_key(settings))
-
-    config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
-    uvicorn_server = uvicorn.Server(config)
-    thread = threading.Thread(target=uvicorn_server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not uvicorn_server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the ConneX test server did not start within 15 seconds")
-        time.sleep(0.02)
-    try:
-        yield RunningServer(base_url, settings, api_key)
-    finally:
-        uvicorn_server.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
+    with run_server(tmp_path_factory.mktemp("openapi"), ["projects:write", "events:read"]) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
