@@ -15,7 +15,7 @@ from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route
+from starlette.routing import Route
 
 from connex.auth import Authenticator, KeyCache, MemoryKeyCache, RedisKeyCache, flush_last_used
 from connex.context import Services
@@ -94,12 +94,12 @@ async def _flush_periodically(services: Services) -> None:
         await asyncio.sleep(services.settings.last_used_flush_seconds)
         try:
             await flush_last_used(services.db, services.key_cache)
-        except Exception:  # noqa: BLE001 - the next round retries; times stay buffered in Redis
+        except Exception:
             logger.warning("last_used_at flush failed", exc_info=True)
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Starlette:
-    from rest_compat import mount_versions, openapi_routes, docs_routes
+    from rest_compat import docs_routes, mount_versions, openapi_routes
     from schema import build_schema
     from schema.http import graphql_endpoint
 
@@ -137,7 +137,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         Route("/readyz", readyz),
         Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
         *openapi_routes(schema, services),
-        *docs_routes(),
+        *docs_routes(schema, services),
         *version_mounts,
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

@@ -17,7 +17,7 @@ import orjson
 from sqlalchemy import select
 
 from connex.db import Database
-from connex.errors import PermissionDenied, Unauthenticated, ValidationFailed, FieldError
+from connex.errors import FieldError, PermissionDenied, Unauthenticated, ValidationFailed
 from connex.keys import hash_key, is_well_formed
 from connex.models import ApiKey
 from connex.scopes import Scope, grants, parse_scopes

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from connex.context import RequestContext
-from connex.errors import NotFound, ValidationFailed, FieldError
+from connex.errors import FieldError, NotFound, ValidationFailed
 from connex.ids import new_id
 from connex.models import Event
 from connex.pagination import Page, make_page, page_request
@@ -63,8 +63,8 @@ async def list_events(
         )
     query = query.order_by(table.c.created_at.desc(), table.c.id.desc())
     query = query.offset(request.offset).limit(request.first + 1)
-    async with ctx.db.sessions() as session:
-        rows = (await session.execute(query)).all()
+    async with ctx.db.connection() as connection:
+        rows = (await connection.execute(query)).all()
     return make_page(list(rows), request, "created_at")
 
 

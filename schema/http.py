@@ -6,10 +6,10 @@ from typing import Any
 
 import orjson
 from graphql import GraphQLError
-from strawberry.types.graphql import OperationType
 from starlette.requests import Request
-from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from starlette.responses import Response
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types.graphql import OperationType
 
 from connex.context import RequestContext, Services
 from connex.errors import BadRequest, ConnexError, MethodNotAllowed, UnsupportedMediaType
