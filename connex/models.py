@@ -88,14 +88,14 @@ class Event(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
 
 
-class DeliveryStatus(str, enum.Enum):
+class DeliveryStatus(enum.StrEnum):
     PENDING = "pending"
     SUCCEEDED = "succeeded"
     # The dead-letter state: every scheduled attempt failed. Kept until replayed.
     FAILED = "failed"
 
 
-class AttemptStatus(str, enum.Enum):
+class AttemptStatus(enum.StrEnum):
     # Written before the request is sent, so a worker killed mid-request leaves a trace.
     IN_PROGRESS = "in_progress"
     SUCCEEDED = "succeeded"

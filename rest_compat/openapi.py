@@ -60,6 +60,7 @@ from rest_compat.compiler import CompiledRoute, compile_version
 from rest_compat.naming import snake
 from rest_compat.routes import VERSIONS, Version
 from rest_compat.shapes import Shape, compile_serializer
+from rest_compat.webhook_samples import WEBHOOK_INPUT_EXAMPLES, WEBHOOK_SAMPLES
 
 OPENAPI_VERSION = "3.1.0"
 SECURITY_SCHEME = "BearerAuth"
@@ -88,7 +89,11 @@ SAMPLE_EVENT = Event(
     created_at=SAMPLE_PROJECT.updated_at,
 )
 # Sample rows by GraphQL object type. An object type without a sample gets no example.
-SAMPLES: dict[str, Any] = {"Project": SAMPLE_PROJECT, "Event": SAMPLE_EVENT}
+SAMPLES: dict[str, Any] = {"Project": SAMPLE_PROJECT, "Event": SAMPLE_EVENT, **WEBHOOK_SAMPLES}
+# Body examples of input types whose fields the result's sample does not contain.
+INPUT_EXAMPLES: dict[str, dict[str, Any]] = {**WEBHOOK_INPUT_EXAMPLES}
+# The time attribute a type's list cursors carry, where it is not created_at.
+CURSOR_TIMES = {"WebhookAttempt": "started_at"}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -191,6 +196,20 @@ def nullable(schema: dict[str, Any]) -> dict[str, Any]:
     if not schema:
         return schema
     return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _input_value(value: Any, type_: GraphQLInputType) -> Any:
+    """Convert an output example value to input form: DateTime inputs are RFC 3339 in every version."""
+    named = type_.of_type if isinstance(type_, GraphQLNonNull) else type_
+    if isinstance(named, GraphQLScalarType) and named.name == "DateTime" and isinstance(value, int):
+        return rfc3339(datetime.fromtimestamp(value, UTC))
+    return value
+
+
+def path_prefix(path: str, name: str) -> tuple[str, str]:
+    """Return the part of ``path`` up to and including the parameter ``{name}``, with the name."""
+    placeholder = "{" + name + "}"
+    return path[: path.index(placeholder) + len(placeholder)], name
 
 
 def with_description(schema: dict[str, Any], description: str | None) -> dict[str, Any]:
@@ -546,17 +565,19 @@ class DocumentBuilder:
         return "\n\n".join(part for part in (route.spec.description, requirement + ".") if part)
 
     def collect_path_descriptions(self) -> dict[tuple[str, str], str]:
-        """Map (path, parameter) to the first description any route gives that path parameter.
+        """Map (path prefix, parameter) to the first description any route gives that parameter.
 
-        A path parameter means the same on every route of its path, but only a route that
-        passes it straight to a root argument has the argument's description.
+        A path parameter means the same on every route whose path starts with the same
+        prefix up to it (``{id}`` of /webhook_endpoints/{id} and /webhook_endpoints/{id}/test),
+        but only a route that passes it straight to a root argument has the argument's
+        description.
         """
         descriptions: dict[tuple[str, str], str] = {}
         for route in self.routes:
             for parameter in route.path_parameters:
                 description = self.own_description(route, parameter)
                 if description:
-                    descriptions.setdefault((route.spec.path, parameter.rest_name), description)
+                    descriptions.setdefault(path_prefix(route.spec.path, parameter.rest_name), description)
         return descriptions
 
     def own_description(self, route: CompiledRoute, parameter: Parameter) -> str | None:
@@ -575,7 +596,7 @@ class DocumentBuilder:
             schema = {**schema, "default": default}
         description = self.own_description(route, parameter)
         if not description and parameter.location == "path":
-            description = self.path_descriptions.get((route.spec.path, parameter.rest_name))
+            description = self.path_descriptions.get(path_prefix(route.spec.path, parameter.rest_name))
         result: dict[str, Any] = {
             "name": parameter.rest_name,
             "in": parameter.location,
@@ -638,15 +659,16 @@ class DocumentBuilder:
         made-up ID would fail.
         """
         assert route.body is not None
+        object_type = route.body.object_type
         output = self.object_example(route.shape)
         if output is None:
-            return None
-        fields = route.body.object_type.fields
-        return {
-            snake(name): output[snake(name)]
-            for name, field in fields.items()
+            return INPUT_EXAMPLES.get(object_type.name)
+        example = {
+            snake(name): _input_value(output[snake(name)], field.type)
+            for name, field in object_type.fields.items()
             if name not in route.body.excluded and snake(name) in output and not _is_id(field.type)
         }
+        return example or INPUT_EXAMPLES.get(object_type.name)
 
     def success_response(self, route: CompiledRoute) -> dict[str, Any]:
         spec = route.spec
@@ -773,7 +795,7 @@ class DocumentBuilder:
         if sample is not None and item is not None:
             page_info = {
                 "has_next_page": True,
-                "end_cursor": encode_cursor(sample.created_at, sample.id),
+                "end_cursor": encode_cursor(getattr(sample, CURSOR_TIMES.get(name, "created_at")), sample.id),
             }
             schema["examples"] = [
                 list_envelope(self.version, {"nodes": [item], "page_info": page_info})

@@ -13,7 +13,12 @@ from connex.context import RequestContext
 from connex.models import AttemptStatus as AttemptStatusModel
 from connex.models import DeliveryStatus as DeliveryStatusModel
 from connex.webhooks import endpoints, logs
-from schema.queries import AFTER_DESCRIPTION, FIRST_DESCRIPTION, OFFSET_DESCRIPTION, ORGANIZATION_DESCRIPTION
+from schema.queries import (
+    AFTER_DESCRIPTION,
+    FIRST_DESCRIPTION,
+    OFFSET_DESCRIPTION,
+    ORGANIZATION_DESCRIPTION,
+)
 from schema.types import PageInfo, connection_from_page
 
 Info = strawberry.Info[RequestContext, None]
@@ -135,9 +140,12 @@ class CreateWebhookEndpointInput:
     )
 
 
+ENDPOINT_ID = "The webhook endpoint's ID."
+
+
 @strawberry.input(description="Fields left out stay unchanged; enabled: true re-enables a disabled endpoint.")
 class UpdateWebhookEndpointInput:
-    id: strawberry.ID
+    id: strawberry.ID = strawberry.field(description=ENDPOINT_ID)
     url: str | None = strawberry.UNSET
     event_types: list[str] | None = strawberry.UNSET
     api_version: WebhookApiVersion | None = strawberry.UNSET  # type: ignore[assignment]
@@ -147,12 +155,12 @@ class UpdateWebhookEndpointInput:
 
 @strawberry.input
 class WebhookEndpointIdInput:
-    id: strawberry.ID
+    id: strawberry.ID = strawberry.field(description=ENDPOINT_ID)
 
 
 @strawberry.input
 class RotateWebhookEndpointSecretInput:
-    id: strawberry.ID
+    id: strawberry.ID = strawberry.field(description=ENDPOINT_ID)
     overlap_seconds: int | None = strawberry.field(
         default=None,
         description="How long the old secret keeps signing next to the new one: 0 to 604800; 86400 when omitted.",
@@ -161,15 +169,15 @@ class RotateWebhookEndpointSecretInput:
 
 @strawberry.input
 class RetryWebhookDeliveryInput:
-    id: strawberry.ID = strawberry.field(description="A failed delivery.")
+    id: strawberry.ID = strawberry.field(description="The ID of a failed delivery.")
     endpoint_id: strawberry.ID | None = strawberry.field(
-        default=None, description="When given, the delivery must belong to this endpoint."
+        default=None, description="The webhook endpoint's ID; when given, the delivery must belong to it."
     )
 
 
 @strawberry.input
 class RecoverWebhookDeliveriesInput:
-    endpoint_id: strawberry.ID
+    endpoint_id: strawberry.ID = strawberry.field(description=ENDPOINT_ID)
     since: datetime = strawberry.field(description="Replay failed deliveries created at or after this time.")
     until: datetime | None = strawberry.field(default=None, description="And created before this time.")
 

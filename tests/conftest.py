@@ -131,6 +131,17 @@ async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+@pytest.fixture
+def fake_dns(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Make the webhook SSRF guard resolve only the names a test sets (tests/webhook_support.py)."""
+    from connex.webhooks import ssrf
+    from tests.webhook_support import FakeDNS
+
+    dns = FakeDNS()
+    monkeypatch.setattr(ssrf, "_resolve", dns.resolve)
+    return dns
+
+
 @dataclass
 class Caller:
     """An API key and the headers that send it."""

@@ -115,6 +115,7 @@ def expected_parameter_schema(route: CompiledRoute, rest_name: str) -> dict[str,
         "ID": {"type": "string"},
         "String": {"type": "string"},
         "Int": {"type": "integer", "format": "int32", "minimum": -(2**31), "maximum": 2**31 - 1},
+        "DateTime": {"type": "string", "format": "date-time"},
     }[named.name]
 
 

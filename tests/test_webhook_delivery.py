@@ -23,7 +23,13 @@ from connex.context import Services
 from connex.models import AttemptStatus, DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from connex.settings import Settings
 from connex.webhooks import outbox
-from connex.webhooks.delivery import DeliveryRuntime, claim_attempt, create_http_client, deliver, sweep
+from connex.webhooks.delivery import (
+    DeliveryRuntime,
+    claim_attempt,
+    create_http_client,
+    deliver,
+    sweep,
+)
 from tests.conftest import Caller, KeyFactory, graphql, make_settings
 from tests.receiver import Receiver, Reply, running_receiver
 from tests.webhook_support import (
@@ -35,7 +41,6 @@ from tests.webhook_support import (
     create_endpoint,
     create_project,
     deliveries_of,
-    fake_dns,  # noqa: F401 - fixture
     load_delivery,
 )
 

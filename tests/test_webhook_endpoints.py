@@ -8,10 +8,10 @@ import random
 import httpx
 import pytest
 
-from connex.webhooks.schedule import parse_retry_after, retry_delay
 from connex.webhooks.payload import render_payload
+from connex.webhooks.schedule import parse_retry_after, retry_delay
 from tests.conftest import Caller, KeyFactory, graphql
-from tests.webhook_support import WEBHOOK_SCOPES, FakeDNS, create_endpoint, fake_dns  # noqa: F401 - fixture
+from tests.webhook_support import WEBHOOK_SCOPES, FakeDNS, create_endpoint
 
 PUBLIC_URL = "https://93.184.215.14/hooks/connex"
 

@@ -28,9 +28,15 @@ from standardwebhooks.webhooks import Webhook
 from connex.app import build_services, create_app
 from connex.context import Services
 from connex.models import AttemptStatus, DeliveryStatus, WebhookAttempt, WebhookDelivery
-from tests.conftest import SECRET_KEY, Caller, KeyFactory, _clear_tables, make_settings, wait_for
+from tests.conftest import SECRET_KEY, Caller, _clear_tables, make_settings, wait_for
 from tests.receiver import Received, Reply, running_receiver
-from tests.webhook_support import WEBHOOK_SCOPES, attempts_of, create_endpoint, create_project, deliveries_of
+from tests.webhook_support import (
+    WEBHOOK_SCOPES,
+    attempts_of,
+    create_endpoint,
+    create_project,
+    deliveries_of,
+)
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 CONNEX = Path(sys.executable).parent / "connex"

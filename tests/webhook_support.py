@@ -10,12 +10,10 @@ from ipaddress import ip_address
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import select
 
 from connex.db import utcnow
 from connex.models import WebhookAttempt, WebhookDelivery
-from connex.webhooks import ssrf
 from tests.conftest import Caller
 
 # Webhook scopes plus what the tests need to cause events.
@@ -25,7 +23,7 @@ WEBHOOK_SCOPES = ("webhooks:write", "projects:write", "events:read")
 class FakeDNS:
     """A resolver for ssrf._resolve: names map to addresses the test sets; others do not resolve.
 
-    With it installed, no test makes a real DNS query.
+    The ``fake_dns`` fixture installs it, so that no test makes a real DNS query.
     """
 
     def __init__(self) -> None:
@@ -37,13 +35,6 @@ class FakeDNS:
         if host not in self.records:
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         return [ip_address(address) for address in self.records[host]]
-
-
-@pytest.fixture
-def fake_dns(monkeypatch: pytest.MonkeyPatch) -> FakeDNS:
-    dns = FakeDNS()
-    monkeypatch.setattr(ssrf, "_resolve", dns.resolve)
-    return dns
 
 
 def _an_hour_ahead() -> datetime:

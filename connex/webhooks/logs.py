@@ -10,7 +10,13 @@ from sqlalchemy import Select, select, update
 from connex.context import RequestContext
 from connex.db import utcnow
 from connex.errors import Conflict, FieldError, NotFound, ValidationFailed
-from connex.models import AttemptStatus, DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from connex.models import (
+    AttemptStatus,
+    DeliveryStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from connex.pagination import Page, make_page, page_request
 from connex.scopes import Scope
 from connex.webhooks import outbox
