@@ -55,12 +55,17 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 10, pre_ping: bool = True) -> AsyncEngine:
+    """Create the engine; ``pre_ping`` tests each pooled PostgreSQL connection before use.
+
+    The ping costs a round trip per checkout. Without it, the first use of a connection
+    that the server closed fails, and the pool replaces that connection.
+    """
     if url.startswith("sqlite"):
         engine = create_async_engine(url)
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping)
 
 
 def _configure_sqlite(dbapi_connection: object, _record: object) -> None:
@@ -77,9 +82,9 @@ AfterCommit = Callable[[AsyncSession], Awaitable[None]]
 class Database:
     """An engine and its session factory."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, pre_ping: bool = True) -> None:
         self.url = url
-        self.engine = create_engine(url, pool_size=pool_size)
+        self.engine = create_engine(url, pool_size=pool_size, pre_ping=pre_ping)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # Called with the session after each commit of ``transaction``, never after a
         # rollback; the outbox uses this to queue the deliveries the transaction wrote.
