@@ -1,4 +1,4 @@
-"""A webhook receiver for bench/webhook_delivery.py: answers 200 at once and records arrivals.
+"""A webhook receiver for bench/webhook_delivery.py: replies 200 at once and records arrivals.
 
 Run by the benchmark as ``uvicorn bench.webhook_receiver:app`` in a process of its own.
 GET /arrivals returns [[arrival time, webhook-id, project id or null], ...] and clears them.

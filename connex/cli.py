@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from connex.settings import ConfigurationError, get_settings
 
-# Longest pause, in milliseconds, of a worker's queue consumer between polls.
+# Maximum pause, in milliseconds, of a worker's queue consumer between polls.
 WORKER_POLL_MS = 100
 
 

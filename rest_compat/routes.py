@@ -210,7 +210,7 @@ def _webhook_endpoint_routes(fragments: str, list_args: str, list_vars: str, pag
             status=201,
             body="input",
             location="/webhook_endpoints/{id}",
-            description="The response holds the signing secret `secret`. It is never shown again.",
+            description="The response contains the signing secret `secret`. It is never shown again.",
         ),
         RouteSpec(
             "GET",

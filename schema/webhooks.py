@@ -293,7 +293,7 @@ def _api_version(value: Any) -> str:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="Create an endpoint. The response holds its signing secret, shown only once.")
+    @strawberry.mutation(description="Create an endpoint. The response contains its signing secret, shown only once.")
     async def create_webhook_endpoint(self, info: Info, input: CreateWebhookEndpointInput) -> WebhookEndpointWithSecret:
         return await endpoints.create_endpoint(  # type: ignore[return-value]
             info.context,

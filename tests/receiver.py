@@ -1,4 +1,4 @@
-"""A webhook receiver on 127.0.0.1 for tests: records every request and answers as told.
+"""A webhook receiver on 127.0.0.1 for tests. It records every request and replies as the test sets.
 
 It runs ``http.server`` on a thread, so it serves a worker in another process as well as
 the test's own event loop. Each request is recorded with its headers, exact body bytes
@@ -22,7 +22,7 @@ class Reply:
     status: int = 200
     body: bytes = b"ok"
     headers: dict[str, str] = field(default_factory=dict)
-    # Seconds to wait before answering, to simulate a slow receiver.
+    # Seconds to wait before replying, to simulate a slow receiver.
     delay: float = 0.0
 
 

@@ -172,7 +172,7 @@ async def attempt_rows(services: Services) -> list[WebhookAttempt]:
 
 
 class FirstRequestSlow:
-    """Answer the first request of each webhook-id after ``delay`` seconds, later ones at once."""
+    """Reply to the first request of each webhook-id after ``delay`` seconds, and to later ones at once."""
 
     def __init__(self, delay: float, first_status: int = 200) -> None:
         self.delay = delay

@@ -43,7 +43,7 @@ def _an_hour_ahead() -> datetime:
 
 @dataclass
 class FakeClock:
-    """A clock that moves only when told; it starts an hour ahead, so new deliveries are due."""
+    """A clock that moves only when a test sets or advances it. It starts an hour ahead, so new deliveries are due."""
 
     now: datetime = field(default_factory=_an_hour_ahead)
 

@@ -3,8 +3,8 @@
 Dramatiq's worker threads are synchronous, while delivery code is async. Every
 coroutine of an actor therefore runs on one event loop through a LoopRunner: in
 embedded mode the app's own loop, which shares the app's database engine, and in
-``connex worker`` a loop on a thread of its own. Messages carry delivery ids only;
-the database holds everything else, secrets included.
+``connex worker`` a loop on a thread of its own. Messages carry delivery ids only.
+The database stores everything else, secrets included.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ RuntimeFactory = Callable[[], Awaitable[DeliveryRuntime]]
 
 
 class LoopRunner:
-    """Runs coroutines for worker threads on one event loop and holds the delivery runtime.
+    """Runner of coroutines for worker threads on one event loop, and owner of the delivery runtime.
 
     Given no loop, ``start`` runs a new loop on a daemon thread of its own.
     """
@@ -70,7 +70,7 @@ class LoopRunner:
         return self._runtime
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        """Attach to ``loop`` or start an own one, then build the runtime on it; call from a thread."""
+        """Attach to ``loop`` or start an own one, then build the runtime on it. Call it from a thread."""
         if loop is None:
             loop = asyncio.new_event_loop()
             self._thread = threading.Thread(target=loop.run_forever, name="webhook-event-loop", daemon=True)
@@ -79,7 +79,7 @@ class LoopRunner:
         self._runtime = self.run(self._build_runtime())
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        """Run a coroutine on the loop and wait for its result; never call from the loop itself."""
+        """Run a coroutine on the loop and wait for its result. Calling it from the loop itself deadlocks."""
         if self._loop is None:
             coroutine.close()
             raise RuntimeError("the webhook runner is not started; start the worker first")
@@ -153,7 +153,7 @@ class WebhookWorkers:
     hooks: DeliveryWorkerHooks | None = None
 
     def install_hooks(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        """Make workers of this broker start the runner and the sweep; ``loop`` is the loop to share."""
+        """Make workers of this broker start the runner and the sweep on ``loop``, or on an own loop."""
         if self.hooks is None:
             self.hooks = DeliveryWorkerHooks(self.runner, self.settings, loop)
             self.broker.add_middleware(self.hooks)
@@ -167,8 +167,8 @@ class WebhookWorkers:
 
 def create_broker(settings: Settings) -> Broker:
     """Return the Redis broker when CONNEX_REDIS_URL is set, otherwise Dramatiq's in-memory stub."""
-    # No Retries middleware: the database schedules attempts, and a message whose actor
-    # raised is dropped, since the sweep sends its delivery again once it is overdue.
+    # No Retries middleware, because the database schedules attempts. A message whose actor
+    # raised is dropped, and the sweep sends its delivery again once it is overdue.
     if settings.redis_url is None:
         return StubBroker(middleware=[])
     return RedisBroker(url=settings.redis_url, middleware=[])
@@ -177,7 +177,7 @@ def create_broker(settings: Settings) -> Broker:
 def setup(settings: Settings, db: Database | None = None) -> WebhookWorkers:
     """Build the broker, declare the deliver actor and return them.
 
-    ``db`` is the database the actors use; None builds one on the runner's loop, as the
+    ``db`` is the database the actors use. None builds one on the runner's loop, as the
     worker command does.
     """
     broker = create_broker(settings)

@@ -1,6 +1,6 @@
 """Attempting webhook deliveries: claim, sign, send through the SSRF guard, record, schedule.
 
-The database holds the state of every delivery; queue messages carry only delivery
+The database stores the state of every delivery. Queue messages carry only delivery
 ids and may arrive twice, late or never. One attempt runs in three steps:
 
 1. ``claim_attempt`` takes a lease on a due delivery with a single conditional UPDATE,
@@ -67,7 +67,7 @@ _events = Event.__table__
 
 @dataclass(slots=True)
 class DeliveryRuntime:
-    """What attempts need: settings, database, HTTP client, queue and a clock tests can replace."""
+    """Dependencies of an attempt: settings, database, HTTP client, queue, and a clock tests can replace."""
 
     settings: Settings
     db: Database
@@ -87,7 +87,7 @@ class DeliveryRuntime:
 
 
 def create_http_client(settings: Settings) -> httpx.AsyncClient:
-    """Return the client for pinned webhook requests; it follows no redirects."""
+    """Return the client for pinned webhook requests. It follows no redirects."""
     return create_client(timeout=settings.webhook_timeout_seconds)
 
 
@@ -123,7 +123,7 @@ class Outcome:
 
 @dataclass(slots=True)
 class AttemptReport:
-    """What one call of ``deliver`` did, for logs and tests."""
+    """Summary of one call of ``deliver``, for logs and tests."""
 
     delivery_id: str
     number: int
@@ -134,7 +134,7 @@ class AttemptReport:
 
 
 async def deliver(runtime: DeliveryRuntime, delivery_id: str) -> AttemptReport | None:
-    """Make one attempt of a delivery if it is due and no other worker holds it.
+    """Make one attempt of a delivery if it is due and no other worker has leased it.
 
     Returns None when there was nothing to send: the delivery is done, not yet due,
     leased by another worker, or its endpoint is disabled.
@@ -184,7 +184,7 @@ _CLAIMED_COLUMNS = (
 async def _take_free_lease(
     session: AsyncSession, delivery_id: str, now: datetime, lease_end: datetime, token: str, limit: int
 ) -> Any | None:
-    """Lease a due delivery that no worker holds and count the attempt; return its row or None.
+    """Lease a due delivery that no worker has leased, count the attempt, and return its row or None.
 
     This is the usual path: one conditional UPDATE, so of two workers racing for the
     same delivery exactly one gets a row back.
@@ -222,15 +222,15 @@ async def _take_expired_lease(
         .values(locked_until=lease_end, lock_token=token)
         .returning(*_CLAIMED_COLUMNS)
     )
-    taken = (await session.execute(statement)).first()
-    if taken is None:
+    expired = (await session.execute(statement)).first()
+    if expired is None:
         return None
     await _close_interrupted_attempts(session, delivery_id)
-    if taken.round_attempts >= limit:
+    if expired.round_attempts >= limit:
         await _finish(session, delivery_id, token, DeliveryStatus.FAILED, now)
         logger.info(
             "webhook delivery failed: its last attempt was interrupted",
-            extra={"delivery_id": delivery_id, "endpoint_id": taken.endpoint_id},
+            extra={"delivery_id": delivery_id, "endpoint_id": expired.endpoint_id},
         )
         return None
     statement = (
@@ -265,7 +265,7 @@ async def _prepare_attempt(
 ) -> Claim:
     """Build the signed request and insert its attempt row as in progress.
 
-    ``claimed`` holds the delivery's counts with this attempt already included.
+    ``claimed`` contains the delivery's counts with this attempt already included.
     """
     joined = _deliveries.join(_endpoints, _endpoints.c.id == _deliveries.c.endpoint_id).join(
         _events, _events.c.id == _deliveries.c.event_id
@@ -336,7 +336,11 @@ def redact_headers(headers: dict[str, str]) -> dict[str, str]:
 
 
 async def send_attempt(runtime: DeliveryRuntime, claim: Claim) -> Outcome:
-    """POST the claim's body to its endpoint and return what happened; never raises for I/O."""
+    """POST the claim's body to its endpoint and return the outcome.
+
+    Network errors, DNS failures, timeouts and SSRF rejections become the outcome's error
+    instead of an exception.
+    """
     settings = runtime.settings
     started = time.perf_counter()
     host = "?"
@@ -370,7 +374,7 @@ async def send_attempt(runtime: DeliveryRuntime, claim: Claim) -> Outcome:
 
 
 async def _read_response(response: httpx.Response, started: float, now: datetime) -> Outcome:
-    """Read at most MAX_RESPONSE_BYTES of the body; a failure while reading keeps the status."""
+    """Read at most MAX_RESPONSE_BYTES of the body. A failure while reading keeps the status code."""
     chunks: list[bytes] = []
     size = 0
     error = None
@@ -394,10 +398,15 @@ def _elapsed_ms(started: float) -> int:
 
 
 def _describe(error: httpx.HTTPError, url: str) -> str:
-    # httpx messages rarely quote the URL, but the path and query may hold a token, so
-    # any quoted URL is cut out before the text reaches the attempt log.
+    # httpx messages rarely quote the URL. The path and query may contain a token, though,
+    # so the URL and its path (the pinned request names the address instead of the host)
+    # are cut out before the text reaches the attempt log.
     text = str(error) or type(error).__name__
-    return f"{type(error).__name__}: {text.replace(url, '<url>')}"[:1000]
+    text = text.replace(url, "<url>")
+    raw_path = httpx.URL(url).raw_path.decode("ascii")
+    if raw_path != "/":
+        text = text.replace(raw_path, "<path>")
+    return f"{type(error).__name__}: {text}"[:1000]
 
 
 def _log_outcome(claim: Claim, host: str, outcome: Outcome) -> None:
@@ -418,7 +427,7 @@ def _log_outcome(claim: Claim, host: str, outcome: Outcome) -> None:
 
 
 async def record_outcome(runtime: DeliveryRuntime, claim: Claim, outcome: Outcome) -> AttemptReport:
-    """Store the attempt's result and the delivery's next state; queue the next attempt."""
+    """Store the attempt's result and the delivery's next state, then queue the next attempt."""
     now = runtime.clock()
     status, next_delay = _next_state(runtime, claim, outcome)
     async with runtime.db.transaction() as session:
@@ -434,25 +443,25 @@ async def record_outcome(runtime: DeliveryRuntime, claim: Claim, outcome: Outcom
             )
         )
         next_attempt_at = None if next_delay is None else now + timedelta(seconds=next_delay)
-        held = await _finish(
+        lease_held = await _finish(
             session, claim.delivery_id, claim.lock_token, status, now, next_attempt_at, outcome.status_code
         )
         await _update_health(runtime, session, claim.endpoint_id, outcome, now)
 
-    if not held:
-        # Another worker took the delivery over after this lease ended; its state is theirs.
+    if not lease_held:
+        # Another worker took the delivery over after this lease ended, so its state is theirs.
         logger.warning(
             "webhook lease expired before the attempt was recorded",
             extra={"delivery_id": claim.delivery_id, "attempt": claim.number},
         )
     elif next_delay is not None:
         await asyncio.to_thread(runtime.queue.send_later, claim.delivery_id, next_delay)
-    if status is DeliveryStatus.FAILED and held:
+    if status is DeliveryStatus.FAILED and lease_held:
         logger.info(
             "webhook delivery failed after its last attempt",
             extra={"delivery_id": claim.delivery_id, "endpoint_id": claim.endpoint_id, "attempts": claim.number},
         )
-    return AttemptReport(claim.delivery_id, claim.number, outcome, status, next_delay, lease_lost=not held)
+    return AttemptReport(claim.delivery_id, claim.number, outcome, status, next_delay, lease_lost=not lease_held)
 
 
 def _next_state(runtime: DeliveryRuntime, claim: Claim, outcome: Outcome) -> tuple[DeliveryStatus, float | None]:
@@ -480,7 +489,7 @@ async def _finish(
     next_attempt_at: datetime | None = None,
     status_code: int | None = None,
 ) -> bool:
-    """Set the delivery's state and release the lease; return False if the lease was lost."""
+    """Set the delivery's state and release the lease. Return False if the lease was lost."""
     values: dict[str, Any] = {
         "status": status,
         "next_attempt_at": next_attempt_at,
@@ -503,7 +512,7 @@ async def _finish(
 async def _update_health(
     runtime: DeliveryRuntime, session: AsyncSession, endpoint_id: str, outcome: Outcome, now: datetime
 ) -> None:
-    """Track the endpoint's run of failures; disable it on 410 or after the configured period."""
+    """Track the endpoint's run of failures, and disable it on 410 or after the configured period."""
     if outcome.succeeded:
         await session.execute(
             update(_endpoints)
@@ -540,7 +549,7 @@ async def disable_endpoint(session: AsyncSession, endpoint_id: str, reason: str,
 
 
 async def sweep(runtime: DeliveryRuntime, *, limit: int = 1000) -> list[str]:
-    """Queue due deliveries whose queue message is overdue by the grace period; return their ids.
+    """Queue due deliveries whose queue message is overdue by the grace period, and return their ids.
 
     Several workers may sweep at once: marking the rows and reading their ids is one
     UPDATE, and on PostgreSQL rows that another sweep has locked are skipped.

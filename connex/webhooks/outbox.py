@@ -33,7 +33,7 @@ _deliveries = WebhookDelivery.__table__
 
 
 class DeliveryQueue(Protocol):
-    """Where delivery ids go to be attempted: the webhooks actor of a Dramatiq broker."""
+    """Destination of delivery ids to attempt: the webhooks actor of a Dramatiq broker."""
 
     def send(self, delivery_ids: Sequence[str]) -> None:
         """Queue an attempt of each delivery now."""

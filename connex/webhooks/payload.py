@@ -1,6 +1,6 @@
 """The JSON body of a webhook, in the representation of the endpoint's API version.
 
-v2 names the event time ``created_at`` and writes times as RFC 3339 strings; v1 names
+v2 names the event time ``created_at`` and writes times as RFC 3339 strings. v1 names
 it ``created`` and writes Unix seconds, as the REST versions do. The body depends only
 on the event and the version, so every attempt and replay of a delivery sends the same
 bytes.

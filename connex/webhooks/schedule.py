@@ -41,7 +41,7 @@ def retry_delay(
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Return the seconds a ``Retry-After`` header asks for, or None if it is absent or invalid.
+    """Return the seconds a ``Retry-After`` header requests, or None if it is absent or invalid.
 
     The header is either a number of seconds or an HTTP date (RFC 9110, section 10.2.3).
     """
