@@ -126,6 +126,7 @@ class WebhookEndpoint(SQLModel, table=True):
     api_version: str = Field(max_length=8)
     enabled: bool = Field(default=True)
     # Signing secrets, "whsec_" + base64. Stored as given, because signing needs them.
+    # NOTE: not encrypted at rest, so a reader of this table can sign webhooks.
     secret: str = Field(max_length=128, repr=False)
     previous_secret: str | None = Field(default=None, max_length=128, repr=False)
     previous_secret_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)

@@ -322,3 +322,22 @@ def test_payload_versions() -> None:
     assert v1["data"]["object"] == {"name": "Zürich", "created": noon - 3600, "updated": noon - 1800}
     with pytest.raises(ValueError, match="unknown API version"):
         render_payload("evt_1", "project.created", created, data, "v3")
+
+
+async def test_queue_messages_carry_ids_only(client: httpx.AsyncClient, partner: Caller, services: object) -> None:
+    from dramatiq import Message
+
+    endpoint = await create_endpoint(client, partner, "https://93.184.215.14/hook?token=s3cr3t-token")
+    await client.post("/v2/projects", json={"name": "queued"}, headers=partner.headers)
+    broker = services.webhooks.broker  # type: ignore[attr-defined]
+    queued = list(broker.queues["webhooks"].queue)
+
+    assert len(queued) == 1
+    # The stub broker queues the encoded bytes, as the Redis broker stores them.
+    message = Message.decode(queued[0])
+    assert message.actor_name == "webhooks.deliver"
+    assert len(message.args) == 1
+    assert message.args[0].startswith("msg_")
+    assert message.kwargs == {}
+    assert endpoint["secret"].encode() not in queued[0]
+    assert b"s3cr3t-token" not in queued[0]

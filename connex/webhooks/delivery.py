@@ -455,13 +455,24 @@ async def record_outcome(runtime: DeliveryRuntime, claim: Claim, outcome: Outcom
             extra={"delivery_id": claim.delivery_id, "attempt": claim.number},
         )
     elif next_delay is not None:
-        await asyncio.to_thread(runtime.queue.send_later, claim.delivery_id, next_delay)
+        await _queue_next(runtime, claim.delivery_id, next_delay)
     if status is DeliveryStatus.FAILED and lease_held:
         logger.info(
             "webhook delivery failed after its last attempt",
             extra={"delivery_id": claim.delivery_id, "endpoint_id": claim.endpoint_id, "attempts": claim.number},
         )
     return AttemptReport(claim.delivery_id, claim.number, outcome, status, next_delay, lease_lost=not lease_held)
+
+
+async def _queue_next(runtime: DeliveryRuntime, delivery_id: str, delay: float) -> None:
+    try:
+        # The Redis broker's client blocks, so it runs outside the event loop.
+        await asyncio.to_thread(runtime.queue.send_later, delivery_id, delay)
+    except Exception as error:  # noqa: BLE001 - the state is committed; the sweep queues it when overdue
+        logger.warning(
+            "queueing the next webhook attempt failed; the sweep will send it",
+            extra={"delivery_id": delivery_id, "error": repr(error)},
+        )
 
 
 def _next_state(runtime: DeliveryRuntime, claim: Claim, outcome: Outcome) -> tuple[DeliveryStatus, float | None]:
