@@ -146,6 +146,36 @@ def _event_routes(fragment: str, list_args: str, list_vars: str, page_fields: st
     )
 
 
+_USAGE_STATS = (
+    "requests status_2xx: status2xx status_4xx: status4xx status_5xx: status5xx rateLimited errorRate "
+    "latency { p50Ms p95Ms p99Ms }"
+)
+USAGE_OPERATION = (
+    "query GetUsage($from: DateTime!, $to: DateTime!, $granularity: UsageGranularity = HOUR, "
+    "$apiKeyId: ID, $organizationId: ID) "
+    "{ usage(from: $from, to: $to, granularity: $granularity, apiKeyId: $apiKeyId, organizationId: $organizationId) "
+    f"{{ granularity start end apiKeyId organizationId buckets {{ start {_USAGE_STATS} }} totals {{ {_USAGE_STATS} }} }} }}"
+)
+
+
+def _usage_routes() -> tuple[RouteSpec, ...]:
+    return (
+        RouteSpec(
+            "GET",
+            "/usage",
+            USAGE_OPERATION,
+            "Get API usage",
+            "Usage",
+            Scope.USAGE_READ,
+            description=(
+                "Requests per period for the key's organization, or for one of its keys with "
+                "`api_key_id`: counts by status class, rate-limited requests, error rate and "
+                "latency percentiles. Requests appear within about 10 seconds with the default settings."
+            ),
+        ),
+    )
+
+
 _V1_LIST = ("first: $first, offset: $offset", "$first: Int, $offset: Int", "hasNextPage", {"limit": "first"})
 _V2_LIST = (
     "first: $first, after: $after",
@@ -156,7 +186,7 @@ _V2_LIST = (
 
 V1 = Version(
     name="v1",
-    routes=_project_routes(PROJECT_V1, *_V1_LIST) + _event_routes(EVENT_V1, *_V1_LIST),
+    routes=_project_routes(PROJECT_V1, *_V1_LIST) + _event_routes(EVENT_V1, *_V1_LIST) + _usage_routes(),
     list_style="offset",
     datetime_style="unix",
     deprecated=True,
@@ -165,7 +195,7 @@ V1 = Version(
 
 V2 = Version(
     name="v2",
-    routes=_project_routes(PROJECT_V2, *_V2_LIST) + _event_routes(EVENT_V2, *_V2_LIST),
+    routes=_project_routes(PROJECT_V2, *_V2_LIST) + _event_routes(EVENT_V2, *_V2_LIST) + _usage_routes(),
     list_style="cursor",
     datetime_style="rfc3339",
     changelog=(
