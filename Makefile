@@ -22,6 +22,7 @@ serve: $(INSTALLED)
 
 services:
 	./scripts/ensure-services
+	./scripts/ensure-browser
 
 test: $(INSTALLED) services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

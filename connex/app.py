@@ -18,7 +18,7 @@ from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route
+from starlette.routing import Route
 
 from connex.admission import KeyAdmission, LocalAdmission, RateLimitPolicy, RedisAdmission
 from connex.auth import Authenticator, MemoryKeyCache, RedisKeyCache, flush_last_used
@@ -189,7 +189,7 @@ def background_jobs(services: Services) -> list[PeriodicJob]:
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Starlette:
-    from rest_compat import mount_versions, openapi_routes, docs_routes
+    from rest_compat import docs_routes, mount_versions, openapi_routes
     from schema import build_schema
     from schema.http import graphql_endpoint
 
@@ -227,7 +227,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         Route("/readyz", readyz),
         Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
         *openapi_routes(schema, services),
-        *docs_routes(),
+        *docs_routes(schema, services),
         *version_mounts,
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

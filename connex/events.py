@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from connex.context import RequestContext
-from connex.errors import NotFound, ValidationFailed, FieldError
+from connex.errors import FieldError, NotFound, ValidationFailed
 from connex.ids import new_id
 from connex.models import Event
 from connex.pagination import Page, make_page, page_request

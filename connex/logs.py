@@ -11,7 +11,8 @@ import orjson
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="")
 
-_RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# uvicorn adds color_message, an ANSI-coloured copy of the message, to its records.
+_RESERVED = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 
 
 def _fields(record: logging.LogRecord) -> dict[str, object]:

@@ -11,7 +11,7 @@ from sqlmodel import Field, SQLModel
 from connex.db import JSONType, UTCDateTime, utcnow
 
 
-class ProjectStatus(str, enum.Enum):
+class ProjectStatus(enum.StrEnum):
     ACTIVE = "active"
     ARCHIVED = "archived"
 

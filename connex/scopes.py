@@ -6,7 +6,7 @@ import enum
 from collections.abc import Iterable
 
 
-class Scope(str, enum.Enum):
+class Scope(enum.StrEnum):
     PROJECTS_READ = "projects:read"
     PROJECTS_WRITE = "projects:write"
     EVENTS_READ = "events:read"

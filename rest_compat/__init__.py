@@ -36,8 +36,36 @@ def mount_versions(
 
 
 def openapi_routes(schema: StrawberrySchema, services: Services) -> list[BaseRoute]:
-    return []
+    """Serve each version's OpenAPI document at /openapi/{version}.json, without an API key.
+
+    A document is built and serialized on its first request, then served from memory.
+    """
+    import orjson
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from connex.errors import NotFound
+    from connex.problems import problem_response
+    from rest_compat.openapi import build_document
+
+    serialized: dict[str, bytes] = {}
+
+    async def openapi_document(request: Request) -> Response:
+        name = request.path_params["version"]
+        if name not in VERSIONS:
+            known = ", ".join(f"/openapi/{known}.json" for known in VERSIONS)
+            error = NotFound(f"No API version {name!r}. The documents are {known}")
+            return problem_response(error, instance=request.url.path)
+        if name not in serialized:
+            serialized[name] = orjson.dumps(build_document(schema, name, services.settings))
+        return Response(serialized[name], media_type="application/json")
+
+    return [Route("/openapi/{version}.json", openapi_document, methods=["GET"])]
 
 
-def docs_routes() -> list[BaseRoute]:
-    return []
+def docs_routes(schema: StrawberrySchema, services: Services) -> list[BaseRoute]:
+    from rest_compat import docs
+    from rest_compat.openapi import build_document
+
+    return docs.docs_routes(lambda name: build_document(schema, name, services.settings), services.settings)

@@ -14,12 +14,12 @@ from typing import Any, Literal
 
 from graphql import (
     GraphQLEnumType,
+    GraphQLError,
     GraphQLInputObjectType,
     GraphQLInputType,
     GraphQLList,
     GraphQLNonNull,
     GraphQLScalarType,
-    GraphQLError,
 )
 from graphql.pyutils import Undefined
 from graphql.utilities import validate_input_value

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from graphql import (
+    DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     GraphQLInputObjectType,
@@ -19,7 +20,6 @@ from graphql import (
     GraphQLObjectType,
     OperationDefinitionNode,
     OperationType,
-    DocumentNode,
     parse,
     validate,
 )
@@ -145,7 +145,7 @@ def _bind_variables(
     root_type: GraphQLObjectType,
 ) -> tuple[list[Parameter], BodyBinding | None]:
     path_names = set(re.findall(r"\{(\w+)\}", spec.path))
-    targets = {rest_name: target for rest_name, target in spec.params.items()}
+    targets = dict(spec.params)
     descriptions = _argument_descriptions(root_type, root_node)
     variable_types = {
         definition.variable.name.value: (
@@ -156,12 +156,8 @@ def _bind_variables(
     }
 
     body = None
-    excluded: set[str] = set()
+    excluded = {target.partition(".")[2] for target in targets.values() if "." in target}
     parameters: list[Parameter] = []
-    for rest_name, target in targets.items():
-        variable, _, input_field = target.partition(".")
-        if input_field:
-            excluded.add(input_field)
     if spec.body is not None:
         if spec.body not in variable_types:
             raise RouteDefinitionError(f"{spec.path}: body variable ${spec.body} is not defined")
@@ -199,4 +195,4 @@ def compile_version(schema: StrawberrySchema, version: Version) -> list[Compiled
     return [compile_route(schema, version, spec) for spec in version.routes]
 
 
-__all__ = ["CompiledRoute", "RouteDefinitionError", "compile_route", "compile_version", "Undefined"]
+__all__ = ["CompiledRoute", "RouteDefinitionError", "Undefined", "compile_route", "compile_version"]

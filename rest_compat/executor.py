@@ -45,7 +45,7 @@ def bind(
         variables[route.body.variable] = translated if isinstance(translated, dict) else {}
 
     known = {parameter.rest_name for parameter in route.query_parameters}
-    for name in query.keys():
+    for name in query:
         if name not in known:
             errors.append(FieldError(name, "unknown query parameter", "query"))
 

@@ -17,12 +17,11 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from connex.errors import ConnexError
 from connex.settings import Settings
-from strawberry.tools import merge_types
-
 from schema import mutations, queries, usage
 from schema.cost import CostAnalyzer
 from schema.scalars import DateTime

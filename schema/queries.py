@@ -22,13 +22,13 @@ from schema.types import (
 
 Info = strawberry.Info[RequestContext, None]
 
-# Descriptions of the arguments every list field shares; the REST routes show them too.
+# Descriptions of the arguments that every list field shares. The REST routes show them too.
 ORGANIZATION_DESCRIPTION = (
     "The organization whose items are listed. "
-    "Defaults to the API key's own organization; required for a platform admin key."
+    "Defaults to the API key's own organization. Required for a platform admin key."
 )
-FIRST_DESCRIPTION = f"Page size, from 1 to {MAX_PAGE_SIZE}; {DEFAULT_PAGE_SIZE} when omitted."
-AFTER_DESCRIPTION = "The end cursor of the previous page; the page starts after it."
+FIRST_DESCRIPTION = f"Page size, from 1 to {MAX_PAGE_SIZE}. Defaults to {DEFAULT_PAGE_SIZE}."
+AFTER_DESCRIPTION = "The end cursor of the previous page. The page starts after it."
 OFFSET_DESCRIPTION = "Number of items to skip. Cannot be combined with a cursor."
 
 
@@ -51,7 +51,7 @@ class Query:
         ] = None,
         status: Annotated[
             ProjectStatus | None,
-            strawberry.argument(description="Only projects in this state; active when omitted."),
+            strawberry.argument(description="Only projects in this state. Defaults to active."),
         ] = ProjectStatus.ACTIVE,  # type: ignore[assignment]
         first: Annotated[int | None, strawberry.argument(description=FIRST_DESCRIPTION)] = None,
         after: Annotated[str | None, strawberry.argument(description=AFTER_DESCRIPTION)] = None,

@@ -20,8 +20,8 @@ import redis.asyncio as redis_asyncio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from connex.app import build_services, create_app
 from connex.apikeys import issue_key
+from connex.app import build_services, create_app
 from connex.context import Services
 from connex.ids import new_id
 from connex.migrate import upgrade_async
