@@ -1,8 +1,8 @@
 """The baseline for the core REST benchmark: one Starlette route, one Core query, orjson.
 
 ``GET /v2/projects?limit=N`` returns the same rows and the same JSON shape as the
-ConneX v2 list, without authentication, middleware, GraphQL binding or ORM
-sessions. Run it with ``uvicorn --factory bench.bare_app:create_app`` and set:
+ConneX v2 list, without authentication, ConneX's middleware, GraphQL binding or
+ORM sessions. Run it with ``uvicorn --factory bench.bare_app:create_app`` and set:
 
 - ``CONNEX_BENCH_DATABASE_URL``: a ``postgresql+asyncpg://`` URL;
 - ``CONNEX_BENCH_ORGANIZATION_ID``: the organization whose projects are listed.

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy import JSON, DateTime, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -25,7 +26,10 @@ def utcnow() -> datetime:
 
 def rfc3339(moment: datetime) -> str:
     """Format a timestamp in UTC with a 'Z' suffix, as every API response does."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    # isoformat() of a UTC datetime ends in "+00:00"; this runs for every timestamp of every list.
+    return moment.isoformat()[:-6] + "Z"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -74,6 +78,12 @@ class Database:
         self.url = url
         self.engine = create_engine(url)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """A plain connection for read-only Core queries, without an ORM session's bookkeeping."""
+        async with self.engine.connect() as connection:
+            yield connection
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:

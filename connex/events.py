@@ -53,8 +53,8 @@ async def list_events(
         )
     query = query.order_by(table.c.created_at.desc(), table.c.id.desc())
     query = query.offset(request.offset).limit(request.first + 1)
-    async with ctx.db.sessions() as session:
-        rows = (await session.execute(query)).all()
+    async with ctx.db.connection() as connection:
+        rows = (await connection.execute(query)).all()
     return make_page(list(rows), request, "created_at")
 
 

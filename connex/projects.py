@@ -57,8 +57,8 @@ async def list_projects(
         )
     query = query.order_by(_table.c.updated_at.desc(), _table.c.id.desc())
     query = query.offset(request.offset).limit(request.first + 1)
-    async with ctx.db.sessions() as session:
-        rows = (await session.execute(query)).all()
+    async with ctx.db.connection() as connection:
+        rows = (await connection.execute(query)).all()
     return make_page(list(rows), request, "updated_at")
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks of ConneX against local PostgreSQL and Redis; `make bench` runs them."""
