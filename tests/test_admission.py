@@ -409,3 +409,27 @@ async def test_admission_rejects_retrying_client(redis_url: str) -> None:
     with pytest.raises(ValueError, match="without automatic retries"):
         RedisAdmission(client, RedisKeyCache(client), RateLimitPolicy(5, 60), record_seconds=60)
     await client.aclose()
+
+
+CREATE_KEY = """
+mutation($input: CreateApiKeyInput!) {
+  createApiKey(input: $input) { secret apiKey { id rateLimitPerMinute } }
+}"""
+
+
+async def test_created_key_limit_applies(
+    client: httpx.AsyncClient, admin: Caller, make_key: KeyFactory, organization: Any
+) -> None:
+    key_input = {"name": "slow", "organizationId": organization.id, "scopes": ["projects:read"]}
+    created = await graphql(client, admin, CREATE_KEY, input={**key_input, "rateLimitPerMinute": 2})
+    issued = created["data"]["createApiKey"]
+    assert issued["apiKey"]["rateLimitPerMinute"] == 2
+    headers = {"Authorization": f"Bearer {issued['secret']}"}
+    statuses = [(await client.get("/v2/projects", headers=headers)).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+
+    manager = await make_key("keys:write", "projects:read")
+    raised = await graphql(client, manager, CREATE_KEY, input={**key_input, "rateLimitPerMinute": LIMIT + 1})
+    assert raised["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    lowered = await graphql(client, manager, CREATE_KEY, input={**key_input, "rateLimitPerMinute": LIMIT - 1})
+    assert lowered["data"]["createApiKey"]["apiKey"]["rateLimitPerMinute"] == LIMIT - 1

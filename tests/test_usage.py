@@ -381,6 +381,24 @@ async def test_usage_counts_requests_by_status(
     assert next(bucket["latency"] for bucket in usage["buckets"] if bucket["requests"] == 0) is None
 
 
+async def test_graphql_requests_metered(
+    client: httpx.AsyncClient, services: Services, admin: Caller, make_key: KeyFactory
+) -> None:
+    caller = await make_key("projects:read")
+    query = {"query": "{ projects(first: 5) { nodes { id } } }"}
+    assert (await client.post("/graphql", json=query, headers=caller.headers)).status_code == 200
+    assert (await client.get("/graphql", params=query, headers=caller.headers)).status_code == 200
+    assert (await client.post("/graphql", json={"query": "{ nope }"}, headers=caller.headers)).status_code == 400
+    await store_counts(services)
+
+    start, end = today()
+    body = await graphql(client, admin, USAGE, **{"from": start, "to": end, "key": caller.key_id})
+    totals = body["data"]["usage"]["totals"]
+    assert totals["requests"] == 3
+    assert totals["status2xx"] == 2
+    assert totals["status4xx"] == 1
+
+
 async def test_usage_of_organization(
     client: httpx.AsyncClient, services: Services, admin: Caller, make_key: KeyFactory
 ) -> None:
