@@ -4,9 +4,9 @@ Run from the repository root against a Redis that may be written to:
 
     .venv/bin/python -m bench.admission_overhead --url redis://127.0.0.1:6379/1
 
-Two scripts are timed in alternating blocks over the same keys: ADMISSION_SCRIPT
-(authentication, sliding-log limit and last-use time in one EVALSHA) and a baseline
-that only reads the cached record and records the last-use time, which is what
+Two scripts are timed in alternating blocks over the same keys. ADMISSION_SCRIPT runs
+authentication, the sliding-log limit and the last-use time in one EVALSHA. The
+baseline only reads the cached record and records the last-use time, which is what
 authentication cost before the limit existed. The difference of the two is the
 limiter's overhead per request, round trip and Python client included. Calls are
 sent one at a time from one connection.

@@ -69,7 +69,7 @@ PAGE_SIZE = 50
 REQUEST_PATH = f"/v2/projects?limit={PAGE_SIZE}"
 CONNECTION_COUNTS = (32, 1)
 SEEDED_TABLES = ("events", "projects", "api_keys", "organizations")
-# The benchmark key's limit per minute. At 1,000 requests per second a window holds
+# The benchmark key's limit per minute. At 1,000 requests per second a window contains
 # 60,000 admissions, so this limit never rejects one.
 DEFAULT_RATE_LIMIT = 10_000_000
 
