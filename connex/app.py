@@ -17,14 +17,15 @@ from redis.backoff import NoBackoff
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.exceptions import HTTPException
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from connex.admission import KeyAdmission, LocalAdmission, RateLimitPolicy, RedisAdmission
 from connex.auth import Authenticator, MemoryKeyCache, RedisKeyCache, flush_last_used
 from connex.context import Services
 from connex.db import Database
-from connex.errors import ServiceUnavailable
+from connex.errors import ConnexError, MethodNotAllowed, NotFound, ServiceUnavailable
 from connex.middleware import ApiKeyMiddleware, BodyLimitMiddleware, RequestIdMiddleware
 from connex.problems import problem_response
 from connex.ratelimit import MemoryRateLimiter, RedisOutage
@@ -128,6 +129,17 @@ async def readyz(request: Request) -> Response:
     return problem_response(problem, instance="/readyz")
 
 
+async def http_error(request: Request, error: Exception) -> Response:
+    """Answer Starlette's own 404 and 405 (paths outside the API versions) as problem details."""
+    problem: ConnexError
+    if isinstance(error, HTTPException) and error.status_code == 405:
+        allowed = (error.headers or {}).get("Allow", "")
+        problem = MethodNotAllowed([method.strip() for method in allowed.split(",") if method.strip()])
+    else:
+        problem = NotFound(f"No page at {request.url.path!r}; the API is under /v2 and its documentation under /docs")
+    return problem_response(problem, instance=request.url.path)
+
+
 class PeriodicJob:
     """A background job run every ``interval`` seconds until cancelled.
 
@@ -223,6 +235,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     version_mounts, version_wrappers = mount_versions(schema, services)
     routes = [
+        Route("/", lambda _request: RedirectResponse("/docs"), methods=["GET"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
@@ -230,7 +243,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         *docs_routes(schema, services),
         *version_mounts,
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={404: http_error, 405: http_error},
+    )
     app.state.services = services
 
     app.add_middleware(

@@ -59,12 +59,12 @@ class Principal:
                 )
             return requested
         if requested is not None and requested != self.organization_id:
-            raise PermissionDenied("The API key belongs to another organization")
+            raise PermissionDenied("The API key cannot act on another organization")
         return self.organization_id
 
     def check_organization(self, organization_id: str) -> None:
         if self.organization_id is not None and self.organization_id != organization_id:
-            raise PermissionDenied("The API key belongs to another organization")
+            raise PermissionDenied("The resource belongs to another organization than the API key")
 
     def to_json(self) -> bytes:
         return orjson.dumps(

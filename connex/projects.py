@@ -112,6 +112,7 @@ async def update_project(
     """Apply the given fields; a field absent from ``changes`` stays as it is.
 
     ``description`` may be set to None to clear it; ``name`` and ``status`` may not.
+    An update that changes no value leaves ``updated_at`` alone and records no event.
     """
     ctx.principal.require(Scope.PROJECTS_WRITE)
     errors: list[FieldError] = []
@@ -127,8 +128,15 @@ async def update_project(
     async with ctx.db.transaction() as session:
         project = await _load(ctx, session, project_id, lock=True)
         was_archived = project.status is ProjectStatus.ARCHIVED
+        changed = False
         for name, value in changes.items():
-            setattr(project, name, value.strip() if name == "name" else value)
+            value = value.strip() if name == "name" else value
+            if getattr(project, name) != value:
+                setattr(project, name, value)
+                changed = True
+        if not changed:
+            # Nothing differs, so the project keeps its place in lists and no event is recorded.
+            return project
         project.updated_at = utcnow()
         await session.flush()
         archived_now = project.status is ProjectStatus.ARCHIVED and not was_archived

@@ -31,17 +31,26 @@ class VersionApp:
         self.services = services
 
     def match(self, method: str, path: str) -> tuple[CompiledRoute, dict[str, str]]:
-        allowed: list[str] = []
+        """Find the route for a method and a path relative to the version.
+
+        A trailing slash is ignored, and HEAD is answered by the GET route.
+        """
+        if len(path) > 1:
+            path = path.rstrip("/")
+        wanted = "GET" if method == "HEAD" else method
+        allowed: set[str] = set()
         for route in self.routes:
             found = route.path_pattern.match(path)
             if found is None:
                 continue
-            if route.spec.method == method:
+            if route.spec.method == wanted:
                 return route, found.groupdict()
-            allowed.append(route.spec.method)
+            allowed.add(route.spec.method)
         if allowed:
-            raise MethodNotAllowed(sorted(set(allowed)))
-        raise NotFound(f"No route for {path!r} in API {self.version.name}")
+            if "GET" in allowed:
+                allowed.add("HEAD")
+            raise MethodNotAllowed(sorted(allowed))
+        raise NotFound(f"No route for {path!r} in API {self.version.name}; see /docs/{self.version.name}")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)

@@ -143,7 +143,22 @@ def first_error_per_field(errors: list[FieldError]) -> list[FieldError]:
     return list(seen.values())
 
 
+# graphql-core's coercion messages name GraphQL types and quote Python values; REST callers
+# see JSON, so the common ones are rewritten. Anything else keeps graphql-core's wording.
+_MESSAGES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"^(String|ID) cannot represent"), "must be a string"),
+    (re.compile(r"^Int cannot represent non 32-bit"), "must be an integer from -2147483648 to 2147483647"),
+    (re.compile(r"^Int cannot represent"), "must be an integer"),
+    (re.compile(r"^Float cannot represent"), "must be a number"),
+    (re.compile(r"^Boolean cannot represent"), "must be true or false"),
+    (re.compile(r"^Expected value of non-null type .* not to be None"), "must not be null"),
+    (re.compile(r"^Expected value of type '\w+', but encountered error '(?P<reason>.*)'; found"), r"\g<reason>"),
+)
+
+
 def _clean_message(message: str) -> str:
-    # graphql-core names its own types ("Int cannot represent ..."); REST callers see JSON types.
-    message = message.replace("Int cannot represent", "Integer fields cannot represent")
+    for pattern, replacement in _MESSAGES:
+        found = pattern.match(message)
+        if found:
+            return found.expand(replacement)
     return message.rstrip(".")

@@ -40,9 +40,14 @@ def bind(
     errors: list[FieldError] = []
     variables: dict[str, Any] = {}
 
+    body_valid = True
     if route.body is not None:
-        translated = translate_body(body, route.body.object_type, "", errors, route.body.excluded)
+        if body is None:
+            errors.append(FieldError("body", "must be a JSON object"))
+        translated = translate_body(body or {}, route.body.object_type, "", errors, route.body.excluded)
         variables[route.body.variable] = translated if isinstance(translated, dict) else {}
+        # Unknown and missing fields are already named; coercion would repeat them less clearly.
+        body_valid = not errors
 
     known = {parameter.rest_name for parameter in route.query_parameters}
     for name in query:
@@ -68,7 +73,7 @@ def bind(
     for parameter in route.parameters:
         if parameter.input_field is None and parameter.variable in variables:
             check_value(variables[parameter.variable], parameter.type, parameter.rest_name, parameter.location, errors)
-    if route.body is not None:
+    if route.body is not None and body_valid:
         check_value(variables[route.body.variable], route.body.type, "", "body", errors)
 
     if errors:

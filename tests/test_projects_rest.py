@@ -220,7 +220,7 @@ async def test_protocol_errors(client: httpx.AsyncClient, partner: Caller) -> No
     project = await create_project(client, partner, "p")
     wrong_method = await client.put(f"/v2/projects/{project['id']}", headers=partner.headers)
     assert wrong_method.status_code == 405
-    assert wrong_method.headers["allow"] == "DELETE, GET, PATCH"
+    assert wrong_method.headers["allow"] == "DELETE, GET, HEAD, PATCH"
 
     unknown = await client.get("/v2/widgets", headers=partner.headers)
     assert unknown.status_code == 404
@@ -252,3 +252,63 @@ async def test_request_id_is_returned(client: httpx.AsyncClient, partner: Caller
     assert len(generated.headers["x-request-id"]) == 24
     problem = await client.get("/v2/projects/proj_missing", headers=partner.headers)
     assert problem.json()["request_id"] == problem.headers["x-request-id"]
+
+
+async def test_patch_without_change_records_nothing(client: httpx.AsyncClient, partner: Caller) -> None:
+    project = await create_project(client, partner, "steady", description="same")
+    unchanged = await client.patch(
+        f"/v2/projects/{project['id']}", json={"name": "steady", "description": "same"}, headers=partner.headers
+    )
+    assert unchanged.status_code == 200
+    assert unchanged.json()["updated_at"] == project["updated_at"]
+    empty = await client.patch(f"/v2/projects/{project['id']}", json={}, headers=partner.headers)
+    assert empty.json() == project
+    events = (await client.get("/v2/events", headers=partner.headers)).json()["data"]
+    assert [event["type"] for event in events] == ["project.created"]
+
+
+async def test_null_body_is_422(client: httpx.AsyncClient, partner: Caller) -> None:
+    project = await create_project(client, partner, "p")
+    for method, path in (("POST", "/v2/projects"), ("PATCH", f"/v2/projects/{project['id']}")):
+        response = await client.request(
+            method, path, content=b"null", headers={**partner.headers, "content-type": "application/json"}
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0] == {"field": "body", "location": "body", "message": "must be a JSON object"}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"name": 123}, "must be a string"),
+        ({"description": "no name"}, "required field is missing"),
+    ],
+)
+async def test_body_errors_read_as_json_terms(client: httpx.AsyncClient, partner: Caller, body: dict, message: str) -> None:
+    response = await client.post("/v2/projects", json=body, headers=partner.headers)
+    errors = response.json()["errors"]
+    assert errors == [{"field": "name", "location": "body", "message": message}]
+
+
+async def test_query_errors_read_as_json_terms(client: httpx.AsyncClient, partner: Caller) -> None:
+    response = await client.get("/v2/projects", params={"limit": "abc"}, headers=partner.headers)
+    assert response.json()["errors"] == [{"field": "limit", "location": "query", "message": "must be an integer"}]
+
+
+async def test_trailing_slash_and_head(client: httpx.AsyncClient, partner: Caller) -> None:
+    await create_project(client, partner, "slash")
+    with_slash = await client.get("/v2/projects/", headers=partner.headers)
+    assert with_slash.status_code == 200
+    assert len(with_slash.json()["data"]) == 1
+    head = await client.head("/v2/projects", headers=partner.headers)
+    assert head.status_code == 200
+
+
+async def test_paths_outside_api_are_problems(client: httpx.AsyncClient) -> None:
+    for path in ("/v3/projects", "/projects"):
+        response = await client.get(path)
+        assert response.status_code == 404
+        assert response.headers["content-type"] == "application/problem+json"
+    root = await client.get("/")
+    assert root.status_code in (302, 307)
+    assert root.headers["location"] == "/docs"
