@@ -6,7 +6,9 @@ Run from the repository root with PostgreSQL and Redis on 127.0.0.1:
 
 The script creates and migrates the benchmark database, reseeds it with one
 organization, 200 active projects and a projects:read key, and starts two
-single-worker uvicorn servers: ConneX (key cache in Redis) and ``bench.bare_app``.
+single-worker uvicorn servers: ConneX (key admission, rate limit and usage metering
+in Redis) and ``bench.bare_app``. The key's own limit (``--rate-limit``) is high
+enough that no request is rejected, so every request runs the whole path.
 wrk then loads each server in turn, at 32 connections and at 1, for several
 runs. The script prints a markdown table of the medians over the runs and writes
 the raw figures and server logs to ``bench/results/core_rest-<UTC time>/``.
@@ -67,6 +69,9 @@ PAGE_SIZE = 50
 REQUEST_PATH = f"/v2/projects?limit={PAGE_SIZE}"
 CONNECTION_COUNTS = (32, 1)
 SEEDED_TABLES = ("events", "projects", "api_keys", "organizations")
+# The benchmark key's limit per minute. At 1,000 requests per second a window contains
+# 60,000 admissions, so this limit never rejects one.
+DEFAULT_RATE_LIMIT = 10_000_000
 
 # Targets for the full path: at least half the bare route's throughput at 32
 # connections, and a p99 latency of at most three times the p50.
@@ -81,7 +86,9 @@ SERVER_NAMES = ("full", "bare")
 # frames; the "(sqlalchemy/" rule puts them under the database phase.
 PHASES = (
     ("database: pool pre-ping", "_async_ping ("),
-    ("authentication (Redis key cache)", "Authenticator.authenticate ("),
+    ("admission: key cache, rate limit and last use (Redis)", "KeyAdmission.admit ("),
+    ("usage metering: counting, flush and rollup", "UsageMeter.record ("),
+    ("usage metering: counting, flush and rollup", "PeriodicJob.run_once ("),
     ("rows to v2 JSON objects", "compile_serializer.<locals>.serialize_list ("),
     ("rows to v2 JSON objects", "list_projects.<locals>.<listcomp> (bench/"),
     ("response: Response object and send", "(starlette/responses.py"),
@@ -112,7 +119,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--redis-url",
         default=DEFAULT_REDIS_URL,
-        help="Redis database for the ConneX key cache (default: %(default)s)",
+        help="Redis database for ConneX's key cache, rate limits and usage counters"
+        " (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=int,
+        default=DEFAULT_RATE_LIMIT,
+        help="requests per minute allowed to the benchmark key; the default never rejects"
+        " (default: %(default)s)",
     )
 
     parser.add_argument(
@@ -190,7 +205,7 @@ class Seed:
     postgresql_version: str
 
 
-async def seed(url: str, secret_key: bytes) -> Seed:
+async def seed(url: str, secret_key: bytes, rate_limit: int) -> Seed:
     """Replace the benchmark data: one organization, its projects and one projects:read key."""
     db = Database(url)
     try:
@@ -223,6 +238,7 @@ async def seed(url: str, secret_key: bytes) -> Seed:
                 name="core REST benchmark",
                 organization_id=organization.id,
                 scopes=frozenset({Scope.PROJECTS_READ}),
+                rate_limit_per_minute=rate_limit,
             )
     finally:
         await db.dispose()
@@ -281,6 +297,8 @@ def check_responses(started: dict[str, Server], headers: dict[str, str]) -> dict
                 f"the {name} server returned {response.status_code} for {REQUEST_PATH}:"
                 f" {response.text[:500]}"
             )
+        if name == "full" and "ratelimit" not in response.headers:
+            raise BenchmarkError("the full server sent no RateLimit header, so it did not rate-limit")
         body = response.json()
         if len(body.get("data", [])) != PAGE_SIZE or body.get("next_cursor") is None:
             raise BenchmarkError(
@@ -645,7 +663,7 @@ def run(args: argparse.Namespace, command: str) -> None:
     upgrade(url)
     # A 40-character secret for this run only, passed to the server in its environment.
     secret_key = secrets.token_urlsafe(30)
-    seeded = asyncio.run(seed(url, secret_key.encode()))
+    seeded = asyncio.run(seed(url, secret_key.encode(), args.rate_limit))
     machine = describe_machine(seeded.postgresql_version, args.redis_url, wrk_version(wrk))
     pinning = (
         "none" if args.no_pin else f"servers on CPU {args.server_cpu}, wrk on CPU {args.client_cpu}"

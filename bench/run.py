@@ -12,7 +12,7 @@ import sys
 from bench.servers import REPOSITORY
 
 # Modules run with ``python -m``, in this order.
-BENCHMARKS = ("bench.core_rest",)
+BENCHMARKS = ("bench.core_rest", "bench.admission_overhead")
 
 
 def main() -> int:

@@ -74,18 +74,48 @@ def _check_new_key(
         errors.append(FieldError("input.scopes", "must name at least one scope"))
     if expires_at is not None and expires_at <= utcnow():
         errors.append(FieldError("input.expiresAt", "must be in the future"))
-    if rate_limit_per_minute is not None and not 1 <= rate_limit_per_minute <= MAX_RATE_LIMIT:
-        errors.append(FieldError("input.rateLimitPerMinute", f"must be between 1 and {MAX_RATE_LIMIT}"))
+    check_rate_limit(errors, rate_limit_per_minute)
     if Scope.ADMIN in scopes and organization_id is not None:
         errors.append(FieldError("input.scopes", "the admin scope is only for keys without an organization"))
     if organization_id is None and Scope.ADMIN not in scopes:
         errors.append(FieldError("input.organizationId", "required unless the key is a platform admin key"))
     if errors:
         raise ValidationFailed("Invalid API key request", errors=errors)
+    require_rate_limit_permission(ctx, rate_limit_per_minute)
 
     missing = [scope.value for scope in scopes if not grants(ctx.principal.scopes, scope)]
     if missing:
         raise PermissionDenied(f"A key cannot grant scopes its creator lacks: {', '.join(sorted(missing))}")
+
+
+def check_rate_limit(errors: list[FieldError], rate_limit_per_minute: int | None) -> None:
+    if rate_limit_per_minute is not None and not 1 <= rate_limit_per_minute <= MAX_RATE_LIMIT:
+        errors.append(FieldError("input.rateLimitPerMinute", f"must be between 1 and {MAX_RATE_LIMIT}"))
+
+
+def require_rate_limit_permission(ctx: RequestContext, rate_limit_per_minute: int | None) -> None:
+    """Raise PermissionDenied when a key other than a platform admin key sets a limit above the default.
+
+    A partner key with keys:write may lower its keys' limits but not raise them past
+    the server default, which would buy it more capacity.
+    """
+    default = ctx.services.settings.rate_limit_per_minute
+    if rate_limit_per_minute is not None and rate_limit_per_minute > default and not ctx.principal.is_platform_admin:
+        raise PermissionDenied(f"Only a platform admin key can set a rate limit above the default of {default} per minute")
+
+
+async def set_api_key_rate_limit(ctx: RequestContext, key_id: str, rate_limit_per_minute: int | None) -> ApiKey:
+    """Set a key's own limit, or None for the server default; it applies from the next request."""
+    errors: list[FieldError] = []
+    check_rate_limit(errors, rate_limit_per_minute)
+    if errors:
+        raise ValidationFailed("Invalid rate limit", errors=errors)
+    require_rate_limit_permission(ctx, rate_limit_per_minute)
+    async with ctx.db.transaction() as session:
+        key = await _load_manageable(ctx, session, key_id)
+        key.rate_limit_per_minute = rate_limit_per_minute
+    await ctx.services.authenticator.invalidate(key.key_hash)
+    return key
 
 
 def _parse_requested_scopes(values: list[str]) -> frozenset[Scope]:

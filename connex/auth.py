@@ -3,14 +3,18 @@
 Key records are cached where revocation reaches every server process at once:
 in Redis when it is configured, otherwise in this process (embedded mode runs a
 single process). Revoking or rotating a key deletes its cache entry, so the next
-request on any process reads the new state from the database.
+request on any process reads the new state from the database. While Redis is
+unreachable, records are cached in each process for a few seconds instead
+(``outage_key_cache_seconds``); see connex.admission.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Protocol
 
 import orjson
@@ -18,9 +22,12 @@ from sqlalchemy import select
 
 from connex.db import Database
 from connex.errors import FieldError, PermissionDenied, Unauthenticated, ValidationFailed
-from connex.keys import hash_key, is_well_formed
+from connex.keys import hash_key
 from connex.models import ApiKey
+from connex.ratelimit import REDIS_UNAVAILABLE_ERRORS
 from connex.scopes import Scope, grants, parse_scopes
+
+logger = logging.getLogger("connex.auth")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,12 +102,14 @@ class Principal:
         )
 
 
+@lru_cache(maxsize=4096)
+def principal_from_record(record: bytes) -> Principal:
+    """Decode a cached key record. Records repeat on every request, so decoded ones are kept."""
+    return Principal.from_json(record)
+
+
 class KeyCache(Protocol):
     """Cached key records by key hash, plus buffered last-use times."""
-
-    async def get_and_touch(self, key_hash: str, now: float) -> bytes | None: ...
-
-    async def put(self, key_hash: str, record: bytes, ttl: int) -> None: ...
 
     async def invalidate(self, key_hash: str) -> None: ...
 
@@ -108,8 +117,15 @@ class KeyCache(Protocol):
 
 
 class MemoryKeyCache:
+    """Key records cached in this process, each for the ``ttl`` given to ``put``.
+
+    Like RedisKeyCache, it counts invalidations per key (the epoch), so a record read
+    from the database before a revocation is not stored after the revocation.
+    """
+
     def __init__(self) -> None:
         self._records: dict[str, tuple[float, bytes]] = {}
+        self._epochs: dict[str, int] = {}
         self._last_used: dict[str, float] = {}
 
     async def get_and_touch(self, key_hash: str, now: float) -> bytes | None:
@@ -119,26 +135,26 @@ class MemoryKeyCache:
         self._last_used[key_hash] = now
         return entry[1]
 
-    async def put(self, key_hash: str, record: bytes, ttl: int) -> None:
+    def epoch(self, key_hash: str) -> int:
+        return self._epochs.get(key_hash, 0)
+
+    def touch(self, key_hash: str, now: float) -> None:
+        self._last_used[key_hash] = now
+
+    async def put(self, key_hash: str, record: bytes, ttl: float, epoch: int | None = None) -> None:
+        """Store ``record`` unless the key was invalidated after ``epoch`` was read."""
+        if epoch is not None and self.epoch(key_hash) != epoch:
+            return
         self._records[key_hash] = (time.monotonic() + ttl, record)
 
     async def invalidate(self, key_hash: str) -> None:
         self._records.pop(key_hash, None)
+        self._epochs[key_hash] = self.epoch(key_hash) + 1
 
     async def drain_last_used(self) -> dict[str, float]:
         drained, self._last_used = self._last_used, {}
         return drained
 
-
-# KEYS[1]: the cached record, KEYS[2]: the hash of buffered last-use times.
-# ARGV[1]: the key hash, ARGV[2]: the time of this request.
-_GET_AND_TOUCH = """
-local record = redis.call('GET', KEYS[1])
-if record then
-  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-end
-return record
-"""
 
 # Read and clear the buffered last-use times in one step.
 _DRAIN = """
@@ -147,30 +163,59 @@ redis.call('DEL', KEYS[1])
 return entries
 """
 
+# An epoch outlives any database read that could race with the invalidation it counts.
+EPOCH_TTL_SECONDS = 86_400
+
 
 class RedisKeyCache:
+    """Key records in Redis, shared by every server process.
+
+    ``connex.admission`` reads and writes the records inside its admission script. A
+    record is stored only if its key's epoch, which every invalidation increments, is
+    unchanged since the cache miss that led to the database read. So a record read
+    before a revocation committed can never be cached after the revocation's delete.
+
+    An invalidation that fails because Redis is unreachable is kept and retried by
+    ``retry_invalidations``. Until it succeeds, a record cached before the failure can
+    outlive the revocation by up to its TTL, unless Redis lost its data.
+    """
+
     def __init__(self, redis: object, prefix: str = "connex:") -> None:
         self._redis = redis
         self._prefix = prefix
-        self._last_used_key = prefix + "key-last-used"
-        self._get_and_touch = redis.register_script(_GET_AND_TOUCH)  # type: ignore[attr-defined]
+        self.last_used_key = prefix + "key-last-used"
         self._drain = redis.register_script(_DRAIN)  # type: ignore[attr-defined]
+        self._pending_invalidations: set[str] = set()
 
-    def _record_key(self, key_hash: str) -> str:
+    def record_key(self, key_hash: str) -> str:
         return f"{self._prefix}key:{key_hash}"
 
-    async def get_and_touch(self, key_hash: str, now: float) -> bytes | None:
-        keys = [self._record_key(key_hash), self._last_used_key]
-        return await self._get_and_touch(keys=keys, args=[key_hash, now])
-
-    async def put(self, key_hash: str, record: bytes, ttl: int) -> None:
-        await self._redis.set(self._record_key(key_hash), record, ex=ttl)  # type: ignore[attr-defined]
+    def epoch_key(self, key_hash: str) -> str:
+        return f"{self._prefix}key-epoch:{key_hash}"
 
     async def invalidate(self, key_hash: str) -> None:
-        await self._redis.delete(self._record_key(key_hash))  # type: ignore[attr-defined]
+        try:
+            await self._invalidate(key_hash)
+        except REDIS_UNAVAILABLE_ERRORS as error:
+            self._pending_invalidations.add(key_hash)
+            logger.warning("key cache invalidation failed; retrying when Redis is reachable again: %r", error)
+
+    async def _invalidate(self, key_hash: str) -> None:
+        async with self._redis.pipeline(transaction=True) as pipeline:  # type: ignore[attr-defined]
+            pipeline.delete(self.record_key(key_hash))
+            pipeline.incr(self.epoch_key(key_hash))
+            pipeline.expire(self.epoch_key(key_hash), EPOCH_TTL_SECONDS)
+            await pipeline.execute()
+
+    async def retry_invalidations(self) -> int:
+        """Retry the invalidations that failed; return how many are still pending."""
+        for key_hash in list(self._pending_invalidations):
+            await self._invalidate(key_hash)
+            self._pending_invalidations.discard(key_hash)
+        return len(self._pending_invalidations)
 
     async def drain_last_used(self) -> dict[str, float]:
-        flat = await self._drain(keys=[self._last_used_key])
+        flat = await self._drain(keys=[self.last_used_key])
         pairs = zip(flat[::2], flat[1::2], strict=True)
         return {_text(field): float(value) for field, value in pairs}
 
@@ -190,30 +235,21 @@ def parse_authorization(header: str | None) -> str:
 
 
 class Authenticator:
-    def __init__(self, db: Database, cache: KeyCache, secret_key: bytes, cache_seconds: int) -> None:
+    """Hashing of keys, loading of key records from the database, and cache invalidation.
+
+    ``connex.admission.KeyAdmission`` authenticates requests with it.
+    """
+
+    def __init__(self, db: Database, caches: list[KeyCache], secret_key: bytes) -> None:
         self._db = db
-        self._cache = cache
+        self.caches = caches
         self._secret_key = secret_key
-        self._cache_seconds = cache_seconds
 
     def hash(self, key: str) -> str:
         return hash_key(self._secret_key, key)
 
-    async def authenticate(self, key: str) -> Principal:
-        if not is_well_formed(key):
-            raise Unauthenticated("Invalid API key")
-        key_hash = self.hash(key)
-        now = time.time()
-        cached = await self._cache.get_and_touch(key_hash, now)
-        if cached is not None:
-            principal = Principal.from_json(cached)
-        else:
-            principal = await self._load(key_hash)
-            await self._cache.put(key_hash, principal.to_json(), self._cache_seconds)
-            await self._cache.get_and_touch(key_hash, now)
-        return _check_usable(principal, now)
-
-    async def _load(self, key_hash: str) -> Principal:
+    async def load(self, key_hash: str) -> Principal:
+        """Read the key record from the database; raise Unauthenticated for an unknown key."""
         async with self._db.sessions() as session:
             row = (await session.execute(select(ApiKey).where(ApiKey.key_hash == key_hash))).scalar_one_or_none()
         if row is None:
@@ -221,15 +257,18 @@ class Authenticator:
         return Principal.from_row(row)
 
     async def invalidate(self, key_hash: str) -> None:
-        await self._cache.invalidate(key_hash)
+        """Drop the key's cached record everywhere, so the next request reads the database."""
+        for cache in self.caches:
+            await cache.invalidate(key_hash)
 
 
-def _check_usable(principal: Principal, now: float) -> Principal:
+def unusable_error(principal: Principal, now: float) -> Unauthenticated | None:
+    """Return the error for a revoked or expired key, or None for a usable one."""
     if principal.revoked:
-        raise Unauthenticated("The API key has been revoked")
+        return Unauthenticated("The API key has been revoked")
     if principal.expires_at is not None and principal.expires_at <= now:
-        raise Unauthenticated("The API key has expired")
-    return principal
+        return Unauthenticated("The API key has expired")
+    return None
 
 
 async def flush_last_used(db: Database, cache: KeyCache) -> int:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from connex.admission import KeyAdmission
 from connex.auth import Authenticator, KeyCache, Principal
 from connex.db import Database
 from connex.settings import Settings
+from connex.usage.flusher import UsageFlusher
 
 
 @dataclass(slots=True)
@@ -18,6 +20,8 @@ class Services:
     db: Database
     key_cache: KeyCache
     authenticator: Authenticator
+    admission: KeyAdmission
+    usage: UsageFlusher
     redis: Any = None
     # The Dramatiq broker, deliver actor and runner of webhook deliveries (workers.webhooks).
     webhooks: Any = None

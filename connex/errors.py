@@ -92,6 +92,12 @@ class RateLimited(ConnexError):
     status, code, title = 429, "RATE_LIMITED", "Too many requests"
 
 
+class CostLimitExceeded(ConnexError):
+    """A GraphQL query whose cost is over the maximum; it was not executed."""
+
+    status, code, title = 400, "COST_LIMIT_EXCEEDED", "Query cost over the maximum"
+
+
 class ServiceUnavailable(ConnexError):
     status, code, title = 503, "UNAVAILABLE", "Service unavailable"
 

@@ -4,7 +4,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, ForeignKey, Index, String
+from sqlalchemy import Column, ForeignKey, Index, Integer, String
 from sqlalchemy import Enum as SAEnum
 from sqlmodel import Field, SQLModel
 
@@ -195,3 +195,62 @@ class WebhookAttempt(SQLModel, table=True):
     response_body: str | None = Field(default=None)
     # The headers sent, with each signature replaced by a placeholder.
     request_headers: dict[str, Any] = Field(default_factory=dict, sa_type=JSONType, nullable=False)
+
+
+class UsageCount(SQLModel, table=True):
+    """Requests of one API key that started in one minute, by status class."""
+
+    __tablename__ = "usage_counts"
+    __table_args__ = (Index("ix_usage_counts_org_minute", "organization_id", "minute"),)
+
+    api_key_id: str = Field(
+        sa_column=Column(String(40), ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
+    )
+    # Minutes since the Unix epoch, UTC. Integer minutes group into hours and days with
+    # integer division on both SQLite and PostgreSQL.
+    minute: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    # The key's organization, copied so an organization's usage needs no join. NULL for
+    # a platform admin key.
+    organization_id: str | None = Field(
+        default=None, sa_column=Column(String(40), ForeignKey("organizations.id", ondelete="CASCADE"))
+    )
+    requests: int = Field(default=0, nullable=False)
+    status_2xx: int = Field(default=0, nullable=False)
+    status_4xx: int = Field(default=0, nullable=False)
+    status_5xx: int = Field(default=0, nullable=False)
+    # Requests rejected with 429; they are also counted in status_4xx.
+    rate_limited: int = Field(default=0, nullable=False)
+
+
+class UsageLatency(SQLModel, table=True):
+    """How many requests of one API key in one minute fell into one latency bucket.
+
+    Buckets are log-spaced (connex.usage.histogram), so rows of any minutes and
+    processes add up into one histogram.
+    """
+
+    __tablename__ = "usage_latency"
+    __table_args__ = (Index("ix_usage_latency_org_minute", "organization_id", "minute"),)
+
+    api_key_id: str = Field(
+        sa_column=Column(String(40), ForeignKey("api_keys.id", ondelete="CASCADE"), primary_key=True)
+    )
+    minute: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    bucket: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    organization_id: str | None = Field(
+        default=None, sa_column=Column(String(40), ForeignKey("organizations.id", ondelete="CASCADE"))
+    )
+    count: int = Field(default=0, nullable=False)
+
+
+class UsageRollup(SQLModel, table=True):
+    """A batch of usage counters moved from Redis into the tables above.
+
+    The batch id is written in the same transaction as the counters, so a batch that
+    is rolled up twice (after a crash before Redis forgot it) is added only once.
+    """
+
+    __tablename__ = "usage_rollups"
+
+    id: str = Field(primary_key=True, max_length=40)
+    applied_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False, index=True)

@@ -4,7 +4,8 @@ Both backends keep a sliding log: one entry per admitted unit, timestamped when 
 admitted. A request of ``cost`` units on a bucket with limit N and window W is admitted
 when the entries younger than W plus ``cost`` add up to at most N. So no half-open
 interval ``[t, t + W)`` admits more than N units on one bucket, and a rejected request
-records nothing. Memory is O(N) entries per active bucket.
+records nothing. A ``cost`` of 0 records nothing and reports the budget. Memory is O(N)
+entries per active bucket.
 
 A bucket is meant to be used with one (limit, window) pair. Calls with another pair
 work against the same log, so lowering the limit rejects until the log drains.
@@ -24,30 +25,28 @@ import redis.exceptions
 
 MICROSECONDS = 1_000_000
 
-SLIDING_LOG_SCRIPT = """\
+# The limiter proper, as a Lua function shared by SLIDING_LOG_SCRIPT and the key admission
+# script in connex.admission, so both apply the same rule to the same keys.
+SLIDING_LOG_FUNCTION = """\
 -- Sliding-log rate limiter. Admits COST units when the units admitted during the last
--- WINDOW microseconds plus COST are at most LIMIT. Time comes from the Redis clock
--- (TIME), so all application servers share one clock.
+-- WINDOW microseconds plus COST are at most LIMIT. A COST of 0 records nothing and
+-- reports the budget.
 --
--- KEYS[1]  sorted set of admitted units. Score: admission time in microseconds since
---          the Unix epoch. Member: "<score>:<seq>", unique even within one microsecond.
--- KEYS[2]  counter that supplies <seq>. It expires together with KEYS[1].
--- ARGV[1]  limit: maximum units per window, integer >= 1
--- ARGV[2]  window in microseconds, integer >= 1
--- ARGV[3]  cost: units this request consumes, integer from 1 to limit
+-- log_key  sorted set of admitted units. Score: admission time in microseconds since
+--          the Unix epoch. Member: a sequence number from seq_key, unique in the set.
+-- seq_key  counter that supplies the sequence numbers. It expires together with log_key,
+--          and by then every entry of log_key has left the window.
+-- limit    maximum units per window, integer >= 1
+-- window   window in microseconds, integer >= 1
+-- cost     units this request consumes, integer from 0 to limit
+-- now      the current time in microseconds, from the Redis clock (TIME)
 --
 -- Returns {allowed, remaining, reset_after}:
---   allowed      1 if the units were recorded, 0 if nothing was recorded
+--   allowed      1 if the units were recorded (or COST is 0 and fits), 0 if nothing was
 --   remaining    units still available in the window after this request, >= 0
 --   reset_after  microseconds until the budget grows. On admission: until the oldest
---                counted unit leaves the window. On rejection: until enough units have
---                left the window to admit COST.
-
-local log_key = KEYS[1]
-local seq_key = KEYS[2]
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
+--                counted unit leaves the window (0 for a COST of 0 on an empty log).
+--                On rejection: until enough units have left the window to admit COST.
 
 -- Lua 5.1 turns numbers into strings with "%.14g" when concatenating, which would
 -- round a 16-digit microsecond timestamp. '%.0f' keeps every digit.
@@ -55,46 +54,62 @@ local function integer_string(value)
   return string.format('%.0f', value)
 end
 
--- Microseconds since the epoch (about 1.7e15) fit exactly in a Lua double (2^53).
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local function sliding_log_hit(log_key, seq_key, limit, window, cost, now)
+  -- Section: trim and count. A unit admitted at t counts while now < t + window.
+  redis.call('ZREMRANGEBYSCORE', log_key, '-inf', integer_string(now - window))
+  local count = redis.call('ZCARD', log_key)
 
--- Section: trim and count. A unit admitted at t counts while now < t + window.
-redis.call('ZREMRANGEBYSCORE', log_key, '-inf', integer_string(now - window))
-local count = redis.call('ZCARD', log_key)
-
-local function expiry_of(rank)
-  local entry = redis.call('ZRANGE', log_key, rank, rank, 'WITHSCORES')
-  return tonumber(entry[2]) + window - now
-end
-
--- Section: reject. The (count + cost - limit) oldest units must leave the window first.
-if count + cost > limit then
-  local blocking = count + cost - limit
-  return {0, math.max(limit - count, 0), expiry_of(blocking - 1)}
-end
-
--- Section: admit. ZADD in batches keeps the unpack() argument count small.
-local last_seq = redis.call('INCRBY', seq_key, cost)
-local score = integer_string(now)
-local batch = {}
-for seq = last_seq - cost + 1, last_seq do
-  batch[#batch + 1] = score
-  batch[#batch + 1] = score .. ':' .. integer_string(seq)
-  if #batch >= 512 then
-    redis.call('ZADD', log_key, unpack(batch))
-    batch = {}
+  local function expiry_of(rank)
+    local entry = redis.call('ZRANGE', log_key, rank, rank, 'WITHSCORES')
+    return tonumber(entry[2]) + window - now
   end
-end
-if #batch > 0 then
-  redis.call('ZADD', log_key, unpack(batch))
-end
 
-local window_ms = integer_string(math.ceil(window / 1000))
-redis.call('PEXPIRE', log_key, window_ms)
-redis.call('PEXPIRE', seq_key, window_ms)
+  -- Section: reject. The (count + cost - limit) oldest units must leave the window first.
+  if count + cost > limit then
+    local blocking = count + cost - limit
+    return {0, math.max(limit - count, 0), expiry_of(blocking - 1)}
+  end
 
-return {1, limit - count - cost, expiry_of(0)}
+  if cost == 0 then
+    if count == 0 then
+      return {1, limit, 0}
+    end
+    return {1, limit - count, expiry_of(0)}
+  end
+
+  -- Section: admit. ZADD in batches keeps the unpack() argument count small.
+  local last_seq = redis.call('INCRBY', seq_key, cost)
+  local score = integer_string(now)
+  local batch = {}
+  for seq = last_seq - cost + 1, last_seq do
+    batch[#batch + 1] = score
+    batch[#batch + 1] = integer_string(seq)
+    if #batch >= 512 then
+      redis.call('ZADD', log_key, unpack(batch))
+      batch = {}
+    end
+  end
+  if #batch > 0 then
+    redis.call('ZADD', log_key, unpack(batch))
+  end
+
+  local window_ms = integer_string(math.ceil(window / 1000))
+  redis.call('PEXPIRE', log_key, window_ms)
+  redis.call('PEXPIRE', seq_key, window_ms)
+
+  return {1, limit - count - cost, expiry_of(0)}
+end
+"""
+
+SLIDING_LOG_SCRIPT = SLIDING_LOG_FUNCTION + """
+-- KEYS[1]  sorted set of admitted units (log_key above)
+-- KEYS[2]  sequence counter (seq_key above)
+-- ARGV[1]  limit, ARGV[2] window in microseconds, ARGV[3] cost
+-- Time comes from the Redis clock, so all application servers share one clock.
+local clock = redis.call('TIME')
+-- Microseconds since the epoch (about 1.7e15) fit exactly in a Lua double (2^53).
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+return sliding_log_hit(KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), now)
 """
 
 
@@ -106,7 +121,8 @@ class Decision:
     request it is the time until the oldest counted unit leaves the window, which equals
     ``window`` on an empty bucket. After a rejection it is the time until enough units
     have left the window to admit the rejected cost. It is greater than 0 and at most
-    ``window`` unless the clock that timed the entries steps backwards.
+    ``window`` unless the clock that timed the entries steps backwards, or the check had
+    a cost of 0 on an empty bucket, where it is 0.
     """
 
     allowed: bool
@@ -125,10 +141,13 @@ class RateLimiter(Protocol):
 
 
 def validate_hit(limit: int, window: int, cost: int) -> None:
-    """Raise ValueError unless limit, window and cost form a request that can be admitted."""
-    for name, value in (("limit", limit), ("window", window), ("cost", cost)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    """Raise ValueError unless limit, window and cost form a request that can be admitted.
+
+    A cost of 0 is valid: it reports the budget without consuming any of it.
+    """
+    for name, value, minimum in (("limit", limit, 1), ("window", window, 1), ("cost", cost, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
     if cost > limit:
         raise ValueError(
@@ -144,8 +163,7 @@ class RedisRateLimiter:
     and ``<prefix>{<bucket>}:seq`` (member counter). The braces make both keys hash to
     the same Redis Cluster slot. Both keys expire one window after the last admission.
     A bucket contains one sorted-set entry per admitted unit, so up to ``limit`` entries.
-    On Redis 7.0.15, MEMORY USAGE of a bucket filled to limit 600 was about 79 KB,
-    or about 130 bytes per entry (measured with bench/ratelimit_overhead.py).
+    docs/benchmarks.md records the measured MEMORY USAGE of a bucket at limit 600.
 
     Connection errors and timeouts propagate unchanged and are never retried, because
     Redis may have run the script before the reply was lost. For the same reason the
@@ -156,7 +174,7 @@ class RedisRateLimiter:
     """
 
     def __init__(self, redis: redis.asyncio.Redis, prefix: str = "connex:rl:") -> None:
-        _validate_client_retries(redis)
+        require_no_retries(redis, "RedisRateLimiter")
         self._redis = redis
         self._prefix = prefix
         self._sha: str | None = None
@@ -187,14 +205,15 @@ class RedisRateLimiter:
         return self._sha
 
 
-def _validate_client_retries(client: redis.asyncio.Redis) -> None:
+def require_no_retries(client: redis.asyncio.Redis, user: str) -> None:
+    """Raise ValueError if ``client`` retries commands on its own, naming ``user`` as the caller."""
     # The pool's connections, not the client, carry the retry policy that applies.
     # A connection object built from the pool's settings shows it without connecting.
     pool = client.connection_pool
     retries = pool.connection_class(**pool.connection_kwargs).retry.get_retries()
     if retries != 0:
         raise ValueError(
-            "RedisRateLimiter needs a Redis client without automatic retries, "
+            f"{user} needs a Redis client without automatic retries, "
             f"got retries={retries}: "
             "a retried EVALSHA after a timeout can count one request twice. "
             "Create the client with retry=redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 0) "
@@ -266,6 +285,10 @@ class MemoryRateLimiter:
             reset_after = times[blocking - 1] + window - now
             return Decision(False, limit, max(limit - count, 0), reset_after, window)
 
+        if cost == 0:
+            reset_after = times[0] + window - now if times else 0.0
+            return Decision(True, limit, limit - count, reset_after, window)
+
         times.extend([now] * cost)
         return Decision(True, limit, limit - count - cost, times[0] + window - now, window)
 
@@ -289,6 +312,70 @@ REDIS_UNAVAILABLE_ERRORS = (
 )
 
 
+class RedisOutage:
+    """The switch between Redis and an in-process fallback, shared by every Redis-backed path.
+
+    After a failure ``degraded`` is True and ``use_redis`` lets one call every
+    ``probe_interval`` seconds try Redis again as a probe. The switch to the fallback is
+    logged once as a WARNING and the return to Redis once as INFO. Failed probes are
+    logged at DEBUG and counted.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+        probe_interval: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        subject: str = "rate limiter",
+        fallback: str = "in-process limits",
+    ) -> None:
+        self._logger = logger
+        self._probe_interval = probe_interval
+        self._clock = clock
+        self._subject = subject
+        self._fallback = fallback
+        self.degraded = False
+        self._degraded_since = 0.0
+        self._next_probe = 0.0
+        self._failed_probes = 0
+
+    def use_redis(self) -> bool:
+        """Return whether this call should go to Redis: always when healthy, else as a due probe."""
+        if not self.degraded:
+            return True
+        now = self._clock()
+        if now < self._next_probe:
+            return False
+        # Claim the probe before the caller awaits, so concurrent calls keep using the fallback.
+        self._next_probe = now + self._probe_interval
+        return True
+
+    def record_failure(self, error: Exception) -> None:
+        if self.degraded:
+            self._failed_probes += 1
+            self._logger.debug("%s probe of Redis failed: %r", self._subject, error)
+            return
+
+        now = self._clock()
+        self.degraded = True
+        self._degraded_since = now
+        self._next_probe = now + self._probe_interval
+        self._failed_probes = 0
+        self._logger.warning("%s falling back to %s: %r", self._subject, self._fallback, error)
+
+    def record_success(self) -> None:
+        if not self.degraded:
+            return
+        self.degraded = False
+        self._logger.info(
+            "%s using Redis again after %.1f s of %s and %d failed probes",
+            self._subject,
+            self._clock() - self._degraded_since,
+            self._fallback,
+            self._failed_probes,
+        )
+
+
 class FallbackRateLimiter:
     """Rate limiter that uses Redis and falls back to in-process limits while Redis is down.
 
@@ -309,50 +396,22 @@ class FallbackRateLimiter:
     ) -> None:
         self._primary = primary
         self._fallback = fallback
-        self._logger = logger
-        self._probe_interval = probe_interval
-        self._clock = clock
-        self.degraded = False
-        self._degraded_since = 0.0
-        self._next_probe = 0.0
-        self._failed_probes = 0
+        self._outage = RedisOutage(logger, probe_interval, clock)
+
+    @property
+    def degraded(self) -> bool:
+        return self._outage.degraded
 
     async def hit(self, bucket: str, limit: int, window: int, cost: int = 1) -> Decision:
         """Return the Redis decision, or the in-process one while Redis is unavailable."""
-        if self.degraded:
-            now = self._clock()
-            if now < self._next_probe:
-                return await self._fallback.hit(bucket, limit, window, cost)
-            # Claim the probe before awaiting, so concurrent requests keep using memory.
-            self._next_probe = now + self._probe_interval
+        if not self._outage.use_redis():
+            return await self._fallback.hit(bucket, limit, window, cost)
 
         try:
             decision = await self._primary.hit(bucket, limit, window, cost)
         except REDIS_UNAVAILABLE_ERRORS as error:
-            self._record_failure(error)
+            self._outage.record_failure(error)
             return await self._fallback.hit(bucket, limit, window, cost)
 
-        if self.degraded:
-            self._record_recovery()
+        self._outage.record_success()
         return decision
-
-    def _record_failure(self, error: Exception) -> None:
-        if self.degraded:
-            self._failed_probes += 1
-            self._logger.debug("rate limiter probe of Redis failed: %r", error)
-            return
-
-        now = self._clock()
-        self.degraded = True
-        self._degraded_since = now
-        self._next_probe = now + self._probe_interval
-        self._failed_probes = 0
-        self._logger.warning("rate limiter falling back to in-process limits: %r", error)
-
-    def _record_recovery(self) -> None:
-        self.degraded = False
-        self._logger.info(
-            "rate limiter using Redis again after %.1f s of in-process limits and %d failed probes",
-            self._clock() - self._degraded_since,
-            self._failed_probes,
-        )

@@ -39,10 +39,33 @@ class Settings(BaseSettings):
     # How often buffered last_used_at times are written to the database.
     last_used_flush_seconds: float = Field(30.0, gt=0)
 
+    # Requests per key per window, for keys without their own rateLimitPerMinute.
+    rate_limit_per_minute: int = Field(600, ge=1)
+    # Length of the sliding rate-limit window in seconds. The API calls every limit
+    # "per minute", so only tests that wait for a window to pass set another value.
+    rate_limit_window_seconds: int = Field(60, ge=1)
+    # Maximum wait for a Redis reply, in seconds. A request whose admission times out is
+    # served from in-process state, like every request while Redis is unreachable.
+    redis_socket_timeout: float = Field(0.5, gt=0)
+    # While Redis is unreachable, one request probes it this often (seconds).
+    redis_probe_seconds: float = Field(5.0, gt=0)
+    # While Redis is unreachable, key records read from the database are reused for this
+    # many seconds, so a revocation made on another process takes effect this much later.
+    outage_key_cache_seconds: float = Field(5.0, gt=0)
+
+    # How often each process sends its usage counters to Redis, or in embedded mode
+    # writes them to the database (seconds).
+    usage_flush_seconds: float = Field(1.0, gt=0)
+    # How often the usage counters in Redis are rolled into the database (seconds).
+    # One process at a time does it, under a Redis lock.
+    usage_rollup_seconds: float = Field(5.0, gt=0)
+
     # GraphQL limits: nesting depth, tokens in one document, aliases in one document.
     graphql_max_depth: int = Field(10, ge=1)
     graphql_max_tokens: int = Field(2000, ge=100)
     graphql_max_aliases: int = Field(30, ge=1)
+    # Maximum cost of one GraphQL query in rate-limit units; schema/cost.py computes it.
+    graphql_max_cost: int = Field(100, ge=1)
 
     # v1 lifecycle, sent as the Deprecation and Sunset headers.
     v1_deprecated_on: date = date(2026, 10, 1)

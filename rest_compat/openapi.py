@@ -33,6 +33,8 @@ from graphql.utilities import ast_from_value, value_from_ast_untyped
 from strawberry.schema import Schema as StrawberrySchema
 
 import connex
+from connex.admission import Admission, rate_limit_headers
+from connex.auth import Principal
 from connex.db import rfc3339
 from connex.errors import (
     BadRequest,
@@ -52,6 +54,7 @@ from connex.models import Event, Project, ProjectStatus
 from connex.pagination import encode_cursor
 from connex.problems import PROBLEM_MEDIA_TYPE, problem_body, problem_headers
 from connex.projects import snapshot
+from connex.ratelimit import Decision
 from connex.scopes import Scope, grants
 from connex.settings import Settings
 from rest_compat.app import deprecation_headers, list_envelope
@@ -68,6 +71,12 @@ JSON_MEDIA_TYPE = "application/json"
 INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1
 DEPRECATION_HEADERS = ("Deprecation", "Sunset", "Link")
+RATE_LIMIT_HEADERS = ("RateLimit-Policy", "RateLimit", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
+# Responses sent before the key is admitted carry no rate-limit headers: a 401, and a 413
+# rejected by its Content-Length before authentication.
+UNADMITTED_STATUSES = frozenset({401, 413})
+SAMPLE_DECIDED_AT = datetime(2026, 11, 12, 16, 45, 10, tzinfo=UTC).timestamp()
+SAMPLE_RESET_SECONDS = 42
 
 # Fixed values for the examples, so that a document is the same on every build.
 SAMPLE_REQUEST_ID = "5f2c9a1b7e3d4c6a8b0e1f2a"
@@ -312,6 +321,7 @@ class DocumentBuilder:
                 "## Request IDs\n\nEvery response carries an `X-Request-Id` header, and problem "
                 "details repeat it as `request_id`. Quote it when you report a problem."
             ),
+            "## Rate limits\n\n" + self.rate_limit_description(),
         ]
         if version.deprecated:
             sections.append(
@@ -325,6 +335,20 @@ class DocumentBuilder:
             entries = "\n".join(f"- {day.isoformat()}: {text}" for day, text in version.changelog)
             sections.append("## Changes\n\n" + entries)
         return "\n\n".join(sections)
+
+    def rate_limit_description(self) -> str:
+        limit = self.settings.rate_limit_per_minute
+        window = self.settings.rate_limit_window_seconds
+        return (
+            f"Each API key may make {limit} requests per {window} seconds unless it has a limit of "
+            "its own. The window slides: a request counts until it is a window old. Every response "
+            "to an authenticated request carries `RateLimit-Policy` and `RateLimit` "
+            "(draft-ietf-httpapi-ratelimit-headers-11) and the same figures as `X-RateLimit-Limit`, "
+            "`X-RateLimit-Remaining` and `X-RateLimit-Reset`. Over the limit, the API returns 429 "
+            "with a `Retry-After` header in seconds, and the rejected request does not count. "
+            "GraphQL queries at `/graphql` draw on the same budget, at a cost that grows with the "
+            "page sizes they request."
+        )
 
     def list_description(self) -> str:
         list_routes = [route for route in self.routes if route.spec.kind == "list"]
@@ -388,6 +412,7 @@ class DocumentBuilder:
                 "example": www_authenticate,
             },
         )
+        self.register_rate_limit_headers()
         if not self.version.deprecated:
             return
         values = {
@@ -413,6 +438,51 @@ class DocumentBuilder:
                     "example": values[name.lower()],
                 },
             )
+
+    def register_rate_limit_headers(self) -> None:
+        """Register the rate-limit headers, with examples written by the code that sends them."""
+        limit = self.settings.rate_limit_per_minute
+        window = self.settings.rate_limit_window_seconds
+        principal = Principal("key_sample", SAMPLE_ORGANIZATION_ID, frozenset(), None, False, None)
+        decision = Decision(True, limit, limit - 1, float(SAMPLE_RESET_SECONDS), window)
+        admission = Admission(principal, decision, 1, SAMPLE_DECIDED_AT)
+        examples = {name.decode(): value.decode() for name, value in rate_limit_headers(admission)}
+        descriptions = {
+            "RateLimit-Policy": "The key's quota: `q` requests per window of `w` seconds "
+            "(draft-ietf-httpapi-ratelimit-headers-11).",
+            "RateLimit": "The key's budget after this request: `r` requests remain, and more become "
+            "available in `t` seconds (draft-ietf-httpapi-ratelimit-headers-11).",
+            "X-RateLimit-Limit": "Requests the key may make per window.",
+            "X-RateLimit-Remaining": "Requests the key may still make in the current window.",
+            "X-RateLimit-Reset": "Unix time in seconds when more requests become available.",
+        }
+        for name in RATE_LIMIT_HEADERS:
+            is_number = name.startswith("X-")
+            self.spec.components.header(
+                name,
+                {
+                    "description": descriptions[name],
+                    "schema": {"type": "integer", "minimum": 0} if is_number else {"type": "string"},
+                    "example": int(examples[name.lower()]) if is_number else examples[name.lower()],
+                },
+            )
+        self.spec.components.header(
+            "Retry-After",
+            {
+                "description": "Seconds until the key's budget admits this request again, at least 1.",
+                "schema": {"type": "integer", "minimum": 1},
+                "example": SAMPLE_RESET_SECONDS,
+            },
+        )
+
+    def admitted_response_headers(self, status: int) -> dict[str, Any]:
+        """Return the headers of a response with ``status`` to a request that reached admission."""
+        headers = self.response_headers()
+        if status not in UNADMITTED_STATUSES:
+            headers.update({name: name for name in RATE_LIMIT_HEADERS})
+        if status == 429:
+            headers["Retry-After"] = "Retry-After"
+        return headers
 
     def response_headers(self) -> dict[str, Any]:
         """Return the headers of every response of this version.
@@ -491,7 +561,7 @@ class DocumentBuilder:
             },
         )
         for status, response in errors.items():
-            headers = self.response_headers()
+            headers = self.admitted_response_headers(status)
             if status == 401:
                 headers["WWW-Authenticate"] = "WWW-Authenticate"
             # Lazy: only the responses some operation refers to end up in the document.
@@ -673,7 +743,7 @@ class DocumentBuilder:
     def success_response(self, route: CompiledRoute) -> dict[str, Any]:
         spec = route.spec
         phrase = HTTPStatus(spec.status).phrase
-        headers = self.response_headers()
+        headers = self.admitted_response_headers(spec.status)
         if spec.location is not None:
             example = self.object_example(route.shape)
             location: dict[str, Any] = {

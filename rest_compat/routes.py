@@ -380,6 +380,36 @@ def _webhook_delivery_routes(fragments: str, list_args: str, list_vars: str, pag
     )
 
 
+_USAGE_STATS = (
+    "requests status_2xx: status2xx status_4xx: status4xx status_5xx: status5xx rateLimited errorRate "
+    "latency { p50Ms p95Ms p99Ms }"
+)
+USAGE_OPERATION = (
+    "query GetUsage($from: DateTime!, $to: DateTime!, $granularity: UsageGranularity = HOUR, "
+    "$apiKeyId: ID, $organizationId: ID) "
+    "{ usage(from: $from, to: $to, granularity: $granularity, apiKeyId: $apiKeyId, organizationId: $organizationId) "
+    f"{{ granularity start end apiKeyId organizationId buckets {{ start {_USAGE_STATS} }} totals {{ {_USAGE_STATS} }} }} }}"
+)
+
+
+def _usage_routes() -> tuple[RouteSpec, ...]:
+    return (
+        RouteSpec(
+            "GET",
+            "/usage",
+            USAGE_OPERATION,
+            "Get API usage",
+            "Usage",
+            Scope.USAGE_READ,
+            description=(
+                "Requests per period for the key's organization, or for one of its keys with "
+                "`api_key_id`: counts by status class, rate-limited requests, error rate and "
+                "latency percentiles. Requests appear within about 10 seconds with the default settings."
+            ),
+        ),
+    )
+
+
 _V1_LIST = ("first: $first, offset: $offset", "$first: Int, $offset: Int", "hasNextPage", {"limit": "first"})
 _V2_LIST = (
     "first: $first, after: $after",
@@ -395,6 +425,7 @@ V1 = Version(
         + _event_routes(EVENT_V1, *_V1_LIST)
         + _webhook_endpoint_routes(WEBHOOKS_V1, *_V1_LIST)
         + _webhook_delivery_routes(WEBHOOKS_V1, *_V1_LIST)
+        + _usage_routes()
     ),
     list_style="offset",
     datetime_style="unix",
@@ -409,6 +440,7 @@ V2 = Version(
         + _event_routes(EVENT_V2, *_V2_LIST)
         + _webhook_endpoint_routes(WEBHOOKS_V2, *_V2_LIST)
         + _webhook_delivery_routes(WEBHOOKS_V2, *_V2_LIST)
+        + _usage_routes()
     ),
     list_style="cursor",
     datetime_style="rfc3339",

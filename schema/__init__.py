@@ -22,14 +22,15 @@ from strawberry.types import ExecutionContext
 
 from connex.errors import ConnexError
 from connex.settings import Settings
-from schema import mutations, queries, webhooks
+from schema import mutations, queries, usage, webhooks
+from schema.cost import CostAnalyzer
 from schema.scalars import DateTime
 
 logger = logging.getLogger("connex.graphql")
 
 # Each domain module contributes its own Query and Mutation fields.
-Query = merge_types("Query", (queries.Query, webhooks.Query))
-Mutation = merge_types("Mutation", (mutations.Mutation, webhooks.Mutation))
+Query = merge_types("Query", (queries.Query, usage.Query, webhooks.Query))
+Mutation = merge_types("Mutation", (mutations.Mutation, usage.Mutation, webhooks.Mutation))
 
 
 def is_expected(error: GraphQLError) -> bool:
@@ -43,6 +44,9 @@ def is_expected(error: GraphQLError) -> bool:
 
 
 class ConnexSchema(strawberry.Schema):
+    # Set by build_schema; the /graphql endpoint prices each query with it.
+    cost_analyzer: CostAnalyzer
+
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         # Strawberry logs every error at ERROR; a denied permission or a typo in a
         # query is the caller's doing, so only unexpected errors are logged here.
@@ -68,9 +72,11 @@ def build_schema(settings: Settings) -> ConnexSchema:
         lambda: ValidationCache(maxsize=256),
         lambda: MaskErrors(should_mask_error=_should_mask, error_message="Internal server error"),
     ]
-    return ConnexSchema(
+    schema = ConnexSchema(
         query=Query,
         mutation=Mutation,
         extensions=extensions,
         config=StrawberryConfig(scalar_map={datetime: DateTime}),
     )
+    schema.cost_analyzer = CostAnalyzer(schema._schema, max_tokens=settings.graphql_max_tokens)
+    return schema

@@ -33,7 +33,18 @@ IN_CI = os.environ.get("CI") == "true"
 POSTGRES_URL = os.environ.get("CONNEX_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("CONNEX_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SECRET_KEY = "test-secret-key-" + "0" * 32
-TABLES = ("webhook_attempts", "webhook_deliveries", "webhook_endpoints", "events", "projects", "api_keys", "organizations")
+TABLES = (
+    "usage_latency",
+    "usage_counts",
+    "usage_rollups",
+    "webhook_attempts",
+    "webhook_deliveries",
+    "webhook_endpoints",
+    "events",
+    "projects",
+    "api_keys",
+    "organizations",
+)
 
 
 def unavailable(what: str, error: BaseException) -> None:

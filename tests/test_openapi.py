@@ -3,6 +3,7 @@ real responses, and a client generated from the v2 document talking to a running
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import os
@@ -18,8 +19,13 @@ import pytest
 from graphql import GraphQLEnumType, GraphQLScalarType
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
+from sqlalchemy import select
 
 import connex
+from connex.apikeys import issue_key
+from connex.db import Database
+from connex.models import Organization
+from connex.scopes import parse_scopes
 from connex.settings import Settings
 from rest_compat.binding import enum_values, named_type
 from rest_compat.compiler import CompiledRoute, compile_version
@@ -30,6 +36,7 @@ from tests.live import RunningServer, run_server
 
 VERSION_NAMES = list(VERSIONS)
 DEPRECATION_HEADERS = ("Deprecation", "Sunset", "Link")
+RATE_LIMIT_HEADERS = ("RateLimit-Policy", "RateLimit", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
 VENV_BIN = Path(sys.executable).parent
 GENERATOR = VENV_BIN / "openapi-python-client"
 
@@ -115,6 +122,7 @@ def expected_parameter_schema(route: CompiledRoute, rest_name: str) -> dict[str,
         "ID": {"type": "string"},
         "String": {"type": "string"},
         "Int": {"type": "integer", "format": "int32", "minimum": -(2**31), "maximum": 2**31 - 1},
+        # Date-time parameters are RFC 3339 strings in every version.
         "DateTime": {"type": "string", "format": "date-time"},
     }[named.name]
 
@@ -448,6 +456,26 @@ def test_v2_operations_not_deprecated(documents: dict[str, dict[str, Any]]) -> N
 
 
 @pytest.mark.parametrize("version_name", VERSION_NAMES)
+def test_rate_limit_headers_documented(documents: dict[str, dict[str, Any]], version_name: str) -> None:
+    document = documents[version_name]
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            for status, response in operation["responses"].items():
+                headers = resolve(document, response)["headers"]
+                where = f"{method.upper()} {path} {status}"
+                # A 401 and a 413 found by Content-Length are sent before the key is admitted.
+                admitted = status not in ("401", "413")
+                for name in RATE_LIMIT_HEADERS:
+                    assert (name in headers) == admitted, f"{where}: {name}"
+                assert ("Retry-After" in headers) == (status == "429"), where
+
+    components = document["components"]["headers"]
+    assert components["RateLimit-Policy"]["example"] == '"default";q=600;w=60'
+    assert components["RateLimit"]["example"] == '"default";r=599;t=42'
+    assert "Rate limits" in document["info"]["description"]
+
+
+@pytest.mark.parametrize("version_name", VERSION_NAMES)
 def test_security_scheme_is_bearer(documents: dict[str, dict[str, Any]], version_name: str) -> None:
     document = documents[version_name]
     schemes = document["components"]["securitySchemes"]
@@ -722,3 +750,40 @@ def test_generated_client_round_trip(server: RunningServer, v2_client_package: s
         assert isinstance(event, models.Event)
         assert event.to_dict() == archived_event.to_dict()
         assert event.data["object"]["status"] == "archived"
+
+
+async def issue_usage_key(settings: Settings, rate_limit_per_minute: int) -> str:
+    """Issue a usage:read key with its own limit in the live server's organization."""
+    db = Database(settings.database_url)
+    try:
+        async with db.transaction() as session:
+            query = select(Organization.id).where(Organization.slug == "live-tests")
+            organization_id = (await session.execute(query)).scalar_one()
+            _, key = await issue_key(
+                session,
+                settings.secret_key_bytes(),
+                name="rate-limited live tests",
+                organization_id=organization_id,
+                scopes=parse_scopes(["usage:read"]),
+                rate_limit_per_minute=rate_limit_per_minute,
+            )
+    finally:
+        await db.dispose()
+    return str(key)
+
+
+def test_usage_and_429_match_document(server: RunningServer, documents: dict[str, dict[str, Any]]) -> None:
+    key = asyncio.run(issue_usage_key(server.settings, rate_limit_per_minute=2))
+    params = {"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z", "granularity": "hour"}
+    headers = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=server.base_url, headers=headers, timeout=10, trust_env=False) as http:
+        for version_name in VERSION_NAMES:
+            usage = http.get(f"/{version_name}/usage", params=params)
+            assert usage.status_code == 200, usage.text
+            assert len(usage.json()["buckets"]) == 24
+            check_response(documents[version_name], "/usage", "get", usage)
+
+        for version_name in VERSION_NAMES:
+            limited = http.get(f"/{version_name}/usage", params=params)
+            assert limited.status_code == 429
+            check_response(documents[version_name], "/usage", "get", limited)

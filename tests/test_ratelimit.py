@@ -253,9 +253,35 @@ async def test_cost_rejection_waits_for_enough_units(harness: Harness) -> None:
 
 
 @pytest.mark.asyncio
+async def test_zero_cost_reports_budget(harness: Harness) -> None:
+    empty = await harness.limiter.hit(harness.bucket, 5, LONG_WINDOW, cost=0)
+    assert empty.allowed
+    assert empty.remaining == 5
+    assert empty.reset_after == 0
+
+    await hit_many(harness.limiter, harness.bucket, 2, limit=5, window=LONG_WINDOW)
+    peek = await harness.limiter.hit(harness.bucket, 5, LONG_WINDOW, cost=0)
+    assert peek.remaining == 3
+    assert 0 < peek.reset_after <= LONG_WINDOW
+
+    after = await harness.limiter.hit(harness.bucket, 5, LONG_WINDOW)
+    assert after.remaining == 2
+
+
+@pytest.mark.asyncio
+async def test_zero_cost_on_full_bucket(harness: Harness) -> None:
+    await hit_many(harness.limiter, harness.bucket, 3, limit=3, window=LONG_WINDOW)
+
+    peek = await harness.limiter.hit(harness.bucket, 3, LONG_WINDOW, cost=0)
+    assert peek.remaining == 0
+    assert 0 < peek.reset_after <= LONG_WINDOW
+    assert not (await harness.limiter.hit(harness.bucket, 3, LONG_WINDOW)).allowed
+
+
+@pytest.mark.asyncio
 @pytest.mark.parametrize(
     ("limit", "window", "cost"),
-    [(0, 1, 1), (5, 0, 1), (5, 1, 0), (5, 1, 6), (5, 1.5, 1), (True, 1, 1)],
+    [(0, 1, 1), (5, 0, 1), (5, 1, -1), (5, 1, 6), (5, 1.5, 1), (True, 1, 1)],
 )
 async def test_invalid_arguments_raise(
     harness: Harness, limit: Any, window: Any, cost: Any
