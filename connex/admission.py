@@ -282,18 +282,19 @@ class LocalAdmission:
 
     async def admit(self, key_hash: str, cost: int, load: KeyLoader) -> Admission:
         now = time.time()
-        record = await self.cache.get_and_touch(key_hash, now)
+        record = self.cache.get(key_hash)
         if record is None:
             epoch = self.cache.epoch(key_hash)
             principal = await load(key_hash)
             await self.cache.put(key_hash, principal.to_json(), self._record_seconds, epoch)
-            self.cache.touch(key_hash, now)
         else:
             principal = principal_from_record(record)
 
         error = unusable_error(principal, now)
         if error is not None:
             raise error
+        # Only a request the key may make counts as use, as in the Redis script.
+        self.cache.touch(key_hash, now)
 
         limit = self._policy.limit_for(principal)
         over_limit = cost > limit

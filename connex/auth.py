@@ -128,11 +128,10 @@ class MemoryKeyCache:
         self._epochs: dict[str, int] = {}
         self._last_used: dict[str, float] = {}
 
-    async def get_and_touch(self, key_hash: str, now: float) -> bytes | None:
+    def get(self, key_hash: str) -> bytes | None:
         entry = self._records.get(key_hash)
         if entry is None or entry[0] < time.monotonic():
             return None
-        self._last_used[key_hash] = now
         return entry[1]
 
     def epoch(self, key_hash: str) -> int:

@@ -12,6 +12,7 @@ import html
 import json
 from collections.abc import Callable, Mapping
 from functools import cache
+from importlib.metadata import metadata
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -28,6 +29,8 @@ from connex.scopes import Scope
 from rest_compat.routes import VERSIONS
 
 TEMPLATES = Path(__file__).parent / "templates"
+# Portal pages that show a section of the README, the one copy of these partner guides.
+README_GUIDES = {"rate-limits": "Rate limits", "webhooks": "Webhooks"}
 STATIC = Path(__file__).parent / "static"
 
 SCOPE_DESCRIPTIONS = {
@@ -190,6 +193,28 @@ class Reference:
         )
 
 
+@cache
+def readme_text() -> str:
+    """Return the README: from the source tree when there is one, else from the package metadata.
+
+    pyproject.toml names README.md as the package's long description, so an installed
+    package carries it too.
+    """
+    source = Path(__file__).resolve().parents[1] / "README.md"
+    if source.is_file():
+        return source.read_text(encoding="utf-8")
+    return metadata("connex").get_payload() or ""  # type: ignore[attr-defined]
+
+
+def readme_section(heading: str) -> str:
+    """Return one ``## heading`` section of the README, its subsections included, as a page."""
+    lines = readme_text().splitlines()
+    start = lines.index(f"## {heading}")
+    end = next((index for index in range(start + 1, len(lines)) if lines[index].startswith("## ")), len(lines))
+    body = [line[1:] if line.startswith("### ") else line for line in lines[start + 1 : end]]
+    return "\n".join([f"# {heading}", *body])
+
+
 def _scope_rows() -> str:
     return "\n".join(
         f"<tr><td><code>{_escape(scope.value)}</code></td><td>{_escape(text)}</td></tr>"
@@ -236,10 +261,8 @@ def docs_routes(document_for: Callable[[str], Mapping[str, Any]], settings: Any)
         "errors": ("Errors", lambda: _template("errors.html").substitute(problem_example=_pretty(_problem_example(document_for)))),
         "changelog": ("Changelog", lambda: changelog_html(settings.v1_deprecated_on, settings.v1_sunset_on)),
     }
-    for name in ("rate-limits", "webhooks"):
-        if (TEMPLATES / f"{name}.html").exists():
-            title = name.replace("-", " ").capitalize()
-            guides[name] = (title, lambda name=name: _template(f"{name}.html").substitute(base=base))
+    for name, heading in README_GUIDES.items():
+        guides[name] = (heading, lambda heading=heading: markdown(readme_section(heading)))
     rendered: dict[str, Response] = {}
 
     async def page(request: Request) -> Response:

@@ -29,6 +29,7 @@ from graphql import (
 )
 from strawberry.schema import Schema as StrawberrySchema
 
+from connex.webhooks.payload import to_v1_data
 from rest_compat.naming import snake
 
 DateTimeStyle = Literal["rfc3339", "unix"]
@@ -131,6 +132,8 @@ def leaf_from_result(shape: Shape, style: DateTimeStyle) -> Callable[[Any], Any]
         return str.lower
     if shape.graphql_type.name == "DateTime" and style == "unix":
         return _datetime_from_text
+    if shape.graphql_type.name == "JSON" and style == "unix":
+        return to_v1_data
     return _identity
 
 
@@ -210,4 +213,7 @@ def _compile_one(shape: Shape, style: DateTimeStyle) -> Serializer:
         return lambda value: graphql_serialize(value).lower()
     if shape.graphql_type.name == "DateTime" and style == "unix":
         return lambda value: int(value.timestamp())
+    if shape.graphql_type.name == "JSON" and style == "unix":
+        # Event data is stored in the v2 form; v1 renames its time fields and uses Unix seconds.
+        return lambda value: to_v1_data(graphql_serialize(value))
     return graphql_serialize

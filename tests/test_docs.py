@@ -49,3 +49,12 @@ async def test_examples_and_markdown_rendered(client: httpx.AsyncClient) -> None
     reference = (await client.get("/docs/v2")).text
     assert "<h2>" in reference
     assert "## " not in reference
+
+
+@pytest.mark.parametrize(("path", "text"), [("/docs/webhooks", "webhook-signature"), ("/docs/rate-limits", "RateLimit-Policy")])
+async def test_readme_guides_served(client: httpx.AsyncClient, path: str, text: str) -> None:
+    response = await client.get(path)
+    assert response.status_code == 200
+    assert text in response.text
+    assert "<table>" in response.text
+    assert "```" not in response.text

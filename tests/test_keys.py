@@ -218,3 +218,19 @@ def test_cli_create_key_prints_only_key(tmp_path: object) -> None:
     assert refused.returncode == 2
     assert refused.stdout == ""
     assert "nope" in refused.stderr
+
+
+async def test_rejected_key_is_not_marked_used(
+    client: httpx.AsyncClient, admin: Caller, partner: Caller, services: Services
+) -> None:
+    assert (await client.get("/v2/projects", headers=partner.headers)).status_code == 200
+    await flush_last_used(services.db, services.key_cache)
+    async with services.db.sessions() as session:
+        used_before = (await session.execute(select(ApiKey.last_used_at).where(ApiKey.id == partner.key_id))).scalar_one()
+    await graphql(client, admin, REVOKE, id=partner.key_id)
+    await flush_last_used(services.db, services.key_cache)
+    assert (await client.get("/v2/projects", headers=partner.headers)).status_code == 401
+    await flush_last_used(services.db, services.key_cache)
+    async with services.db.sessions() as session:
+        used_after = (await session.execute(select(ApiKey.last_used_at).where(ApiKey.id == partner.key_id))).scalar_one()
+    assert used_after == used_before

@@ -141,6 +141,10 @@ async def test_changes_write_events(client: httpx.AsyncClient, partner: Caller) 
     assert [event["type"] for event in filtered["data"]] == ["project.created"]
     v1 = (await client.get("/v1/events", headers=partner.headers)).json()
     assert isinstance(v1["data"][0]["created"], int)
+    v1_object = v1["data"][0]["data"]["object"]
+    assert "created_at" not in v1_object
+    assert isinstance(v1_object["created"], int)
+    assert isinstance(v1_object["updated"], int)
 
 
 async def test_partner_cannot_reach_other_org(

@@ -24,7 +24,7 @@ _V1_TIME_FIELDS = {"created_at": "created", "updated_at": "updated"}
 def render_payload(event_id: str, event_type: str, created_at: datetime, data: Any, api_version: str) -> bytes:
     """Return the UTF-8 JSON body sent for one event to an endpoint of ``api_version``."""
     if api_version == "v1":
-        body = {"id": event_id, "type": event_type, "created": int(created_at.timestamp()), "data": _to_v1(data)}
+        body = {"id": event_id, "type": event_type, "created": int(created_at.timestamp()), "data": to_v1_data(data)}
     elif api_version == "v2":
         body = {"id": event_id, "type": event_type, "created_at": rfc3339(created_at), "data": data}
     else:
@@ -32,9 +32,10 @@ def render_payload(event_id: str, event_type: str, created_at: datetime, data: A
     return orjson.dumps(body)
 
 
-def _to_v1(value: Any) -> Any:
+def to_v1_data(value: Any) -> Any:
+    """Rewrite event data from its stored v2 form to v1: time fields renamed and in Unix seconds."""
     if isinstance(value, list):
-        return [_to_v1(item) for item in value]
+        return [to_v1_data(item) for item in value]
     if not isinstance(value, dict):
         return value
     converted: dict[str, Any] = {}
@@ -43,5 +44,5 @@ def _to_v1(value: Any) -> Any:
         if v1_name is not None and isinstance(item, str):
             converted[v1_name] = int(datetime.fromisoformat(item).timestamp())
         else:
-            converted[key] = _to_v1(item)
+            converted[key] = to_v1_data(item)
     return converted
