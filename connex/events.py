@@ -11,7 +11,7 @@ from connex.context import RequestContext
 from connex.errors import FieldError, NotFound, ValidationFailed
 from connex.ids import new_id
 from connex.models import Event
-from connex.pagination import Page, make_page, page_request
+from connex.pagination import Page, fetch_page, page_request
 from connex.scopes import Scope
 from connex.webhooks import outbox
 
@@ -56,16 +56,7 @@ async def list_events(
     query = select(table).where(table.c.organization_id == organization)
     if event_type is not None:
         query = query.where(table.c.type == event_type)
-    if request.after is not None:
-        moment, row_id = request.after
-        query = query.where(
-            (table.c.created_at < moment) | ((table.c.created_at == moment) & (table.c.id < row_id))
-        )
-    query = query.order_by(table.c.created_at.desc(), table.c.id.desc())
-    query = query.offset(request.offset).limit(request.first + 1)
-    async with ctx.db.connection() as connection:
-        rows = (await connection.execute(query)).all()
-    return make_page(list(rows), request, "created_at")
+    return await fetch_page(ctx.db, query, table.c.created_at, table.c.id, request)
 
 
 async def get_event(ctx: RequestContext, event_id: str) -> Event:

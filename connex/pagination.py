@@ -8,7 +8,9 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 import orjson
+from sqlalchemy import ColumnElement, Select
 
+from connex.db import Database
 from connex.errors import FieldError, ValidationFailed
 
 MAX_PAGE_SIZE = 100
@@ -73,3 +75,20 @@ def make_page(rows: list[Any], request: PageRequest, moment_attribute: str) -> P
         last = nodes[-1]
         cursor = encode_cursor(getattr(last, moment_attribute), last.id)
     return Page(nodes, has_next, cursor)
+
+
+async def fetch_page(
+    db: Database, query: Select[Any], moment: ColumnElement[Any], row_id: ColumnElement[Any], request: PageRequest
+) -> Page[Any]:
+    """Run ``query`` for one page, newest ``moment`` first with ties broken by ``row_id``.
+
+    The cursor condition is a keyset seek, so a page costs the same wherever it starts.
+    Rows come from a plain connection as Core rows; the query must be read-only.
+    """
+    if request.after is not None:
+        after_moment, after_id = request.after
+        query = query.where((moment < after_moment) | ((moment == after_moment) & (row_id < after_id)))
+    query = query.order_by(moment.desc(), row_id.desc()).offset(request.offset).limit(request.first + 1)
+    async with db.connection() as connection:
+        rows = (await connection.execute(query)).all()
+    return make_page(list(rows), request, moment.key)

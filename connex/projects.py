@@ -13,7 +13,7 @@ from connex.errors import FieldError, NotFound, ValidationFailed
 from connex.events import record_event
 from connex.ids import new_id
 from connex.models import Organization, Project, ProjectStatus
-from connex.pagination import Page, make_page, page_request
+from connex.pagination import Page, fetch_page, page_request
 from connex.scopes import Scope
 from connex.validation import check_text
 
@@ -50,16 +50,7 @@ async def list_projects(
     query = select(_table).where(_table.c.organization_id == organization)
     if status is not None:
         query = query.where(_table.c.status == status)
-    if request.after is not None:
-        moment, row_id = request.after
-        query = query.where(
-            (_table.c.updated_at < moment) | ((_table.c.updated_at == moment) & (_table.c.id < row_id))
-        )
-    query = query.order_by(_table.c.updated_at.desc(), _table.c.id.desc())
-    query = query.offset(request.offset).limit(request.first + 1)
-    async with ctx.db.connection() as connection:
-        rows = (await connection.execute(query)).all()
-    return make_page(list(rows), request, "updated_at")
+    return await fetch_page(ctx.db, query, _table.c.updated_at, _table.c.id, request)
 
 
 async def get_project(ctx: RequestContext, project_id: str) -> Project:

@@ -16,7 +16,7 @@ from connex.errors import Conflict, FieldError, NotFound, ValidationFailed
 from connex.events import EVENT_TYPES, TEST_EVENT_TYPE, record_event
 from connex.ids import new_id
 from connex.models import DeliveryStatus, Organization, WebhookDelivery, WebhookEndpoint
-from connex.pagination import Page, make_page, page_request
+from connex.pagination import Page, fetch_page, page_request
 from connex.scopes import Scope
 from connex.settings import Settings
 from connex.validation import check_text
@@ -138,16 +138,7 @@ async def list_endpoints(
     organization = ctx.principal.organization_for(organization_id)
     request = page_request(first, after, offset)
     query = select(_endpoints).where(_endpoints.c.organization_id == organization)
-    if request.after is not None:
-        moment, row_id = request.after
-        query = query.where(
-            (_endpoints.c.created_at < moment) | ((_endpoints.c.created_at == moment) & (_endpoints.c.id < row_id))
-        )
-    query = query.order_by(_endpoints.c.created_at.desc(), _endpoints.c.id.desc())
-    query = query.offset(request.offset).limit(request.first + 1)
-    async with ctx.db.sessions() as session:
-        rows = (await session.execute(query)).all()
-    return make_page(list(rows), request, "created_at")
+    return await fetch_page(ctx.db, query, _endpoints.c.created_at, _endpoints.c.id, request)
 
 
 async def get_endpoint(ctx: RequestContext, endpoint_id: str) -> WebhookEndpoint:

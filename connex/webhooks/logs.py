@@ -17,7 +17,7 @@ from connex.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from connex.pagination import Page, make_page, page_request
+from connex.pagination import Page, fetch_page, page_request
 from connex.scopes import Scope
 from connex.webhooks import outbox
 from connex.webhooks.endpoints import load_endpoint
@@ -77,17 +77,7 @@ async def list_deliveries(
         query = query.where(_deliveries.c.created_at >= created_after)
     if created_before is not None:
         query = query.where(_deliveries.c.created_at < created_before)
-    if request.after is not None:
-        moment, row_id = request.after
-        query = query.where(
-            (_deliveries.c.created_at < moment)
-            | ((_deliveries.c.created_at == moment) & (_deliveries.c.id < row_id))
-        )
-    query = query.order_by(_deliveries.c.created_at.desc(), _deliveries.c.id.desc())
-    query = query.offset(request.offset).limit(request.first + 1)
-    async with ctx.db.sessions() as session:
-        rows = (await session.execute(query)).all()
-    return make_page(list(rows), request, "created_at")
+    return await fetch_page(ctx.db, query, _deliveries.c.created_at, _deliveries.c.id, request)
 
 
 async def get_delivery(ctx: RequestContext, delivery_id: str, endpoint_id: str | None = None) -> WebhookDelivery:
@@ -132,16 +122,7 @@ async def list_attempts(
         query = query.where(_attempts.c.started_at >= started_after)
     if started_before is not None:
         query = query.where(_attempts.c.started_at < started_before)
-    if request.after is not None:
-        moment, row_id = request.after
-        query = query.where(
-            (_attempts.c.started_at < moment) | ((_attempts.c.started_at == moment) & (_attempts.c.id < row_id))
-        )
-    query = query.order_by(_attempts.c.started_at.desc(), _attempts.c.id.desc())
-    query = query.offset(request.offset).limit(request.first + 1)
-    async with ctx.db.sessions() as session:
-        rows = (await session.execute(query)).all()
-    return make_page(list(rows), request, "started_at")
+    return await fetch_page(ctx.db, query, _attempts.c.started_at, _attempts.c.id, request)
 
 
 def _replay_values(now: datetime) -> dict[str, Any]:
