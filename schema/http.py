@@ -121,7 +121,10 @@ async def graphql_endpoint(request: Request) -> Response:
         body["errors"] = [_format_error(error) for error in result.errors]
     body["data"] = result.data
     body["extensions"] = {**(result.extensions or {}), "cost": _cost_extension(cost, admission, maximum)}
-    status = 200 if result.data is not None or not result.errors else 400
+    # GraphQL over HTTP: a request that could not run (syntax, validation, variables) is 400;
+    # one that ran is 200, its resolver errors (FORBIDDEN, NOT_FOUND, ...) in "errors".
+    not_run = result.data is None and any(error.path is None for error in result.errors or ())
+    status = 400 if not_run else 200
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 

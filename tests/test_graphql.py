@@ -32,7 +32,11 @@ async def test_admin_creates_organization(client: httpx.AsyncClient, admin: Call
 
 
 async def test_partner_cannot_create_organization(client: httpx.AsyncClient, partner: Caller) -> None:
-    body = await graphql(client, partner, CREATE_ORG, slug="rogue")
+    response = await client.post(
+        "/graphql", json={"query": CREATE_ORG, "variables": {"slug": "rogue"}}, headers=partner.headers
+    )
+    assert response.status_code == 200
+    body = response.json()
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     own = await graphql(client, partner, "{ organizations { id } }")
     assert [org["id"] for org in own["data"]["organizations"]] == [partner.organization_id]
