@@ -149,7 +149,7 @@ async def readyz(request: Request) -> Response:
 
 
 async def http_error(request: Request, error: Exception) -> Response:
-    """Answer Starlette's own 404 and 405 (paths outside the API versions) as problem details."""
+    """Return Starlette's own 404 and 405 (paths outside the API versions) as problem details."""
     problem: ConnexError
     if isinstance(error, HTTPException) and error.status_code == 405:
         allowed = (error.headers or {}).get("Allow", "")

@@ -1,4 +1,4 @@
-"""What every operation receives: the shared services and the calling key."""
+"""The request context of every operation: the shared services and the calling key."""
 
 from __future__ import annotations
 

@@ -92,7 +92,7 @@ class Database:
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
-        """A plain connection for read-only Core queries, without an ORM session's bookkeeping."""
+        """Open a plain connection for read-only Core queries, without an ORM session's bookkeeping."""
         async with self.engine.connect() as connection:
             yield connection
 

@@ -21,7 +21,7 @@ _table = Project.__table__
 
 
 def snapshot(project: Project) -> dict[str, Any]:
-    """The project as it appears in event data."""
+    """Return the project as it appears in event data."""
     return {
         "id": project.id,
         "organization_id": project.organization_id,

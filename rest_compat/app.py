@@ -33,7 +33,7 @@ class VersionApp:
     def match(self, method: str, path: str) -> tuple[CompiledRoute, dict[str, str]]:
         """Find the route for a method and a path relative to the version.
 
-        A trailing slash is ignored, and HEAD is answered by the GET route.
+        A trailing slash is ignored, and HEAD is served by the GET route.
         """
         if len(path) > 1:
             path = path.rstrip("/")

@@ -247,7 +247,7 @@ def _inline(text: str) -> str:
 
 
 def schema_example(schema: Mapping[str, Any]) -> Any:
-    """The first example of a schema: OpenAPI 3.1 lists them under ``examples``."""
+    """Return the first example of a schema; OpenAPI 3.1 lists them under ``examples``."""
     examples = schema.get("examples") or [schema.get("example", {})]
     return examples[0]
 

@@ -122,7 +122,7 @@ async def _resolve_root(route: CompiledRoute, variables: dict[str, Any], context
     """Call the root field's resolver as graphql-core would, skipping per-field execution below it.
 
     The resolver, its arguments' coercion and its permission checks are the
-    schema's own; only the plain attribute fields below it are serialized by the
+    schema's own. Only the plain attribute fields below it go through the
     route's compiled serializer.
     """
     schema = context.services.extras["schema"]._schema

@@ -73,7 +73,7 @@ def _project_routes(fragment: str, list_args: str, list_vars: str, page_fields: 
             Scope.PROJECTS_READ,
             kind="list",
             params=params,
-            description="Newest update first. Only active projects unless `status` says otherwise.",
+            description="Newest update first. Only active projects unless `status` names another state.",
         ),
         RouteSpec(
             "POST",

@@ -1,6 +1,6 @@
 """Response shapes compiled from a route's selection set.
 
-A shape knows, for every selected field, the GraphQL type, the response key,
+A shape records, for every selected field, the GraphQL type, the response key,
 the Python attribute a basic field reads and the REST name. From it come the
 conversion of a GraphQL result to the version's JSON, the JSON Schema in the
 OpenAPI document and, where every field below the root is a plain attribute,

@@ -73,7 +73,7 @@ class Mutation:
     async def create_organization(self, info: Info, input: CreateOrganizationInput) -> Organization:
         return await organizations.create_organization(info.context, slug=input.slug, name=input.name)  # type: ignore[return-value]
 
-    @strawberry.mutation(description="Issue a key. The response holds the secret; it is never shown again.")
+    @strawberry.mutation(description="Issue a key. The response contains the secret, which is never shown again.")
     async def create_api_key(self, info: Info, input: CreateApiKeyInput) -> IssuedApiKey:
         row, secret = await apikeys.create_api_key(
             info.context,

@@ -186,7 +186,7 @@ async def create_organization(services: Services, slug: str) -> Organization:
 
 @pytest.fixture
 async def make_key(services: Services, organization: Organization) -> KeyFactory:
-    """Issue a key with the given scopes, in the default organization unless told otherwise."""
+    """Issue a key with the given scopes, in the default organization unless ``organization_id`` is given."""
 
     async def make(*scopes: str, organization_id: str | None | object = ..., **options: Any) -> Caller:
         org_id = organization.id if organization_id is ... else organization_id

@@ -2,9 +2,9 @@
 
 Bucket ``i`` contains the latencies in the interval (GAMMA ** (i - 1), GAMMA ** i]
 microseconds. ``bucket_value`` is 2 * GAMMA ** i / (GAMMA + 1), which differs by at
-most RELATIVE_ACCURACY from both ends of that interval, so a percentile read from
-merged buckets is within 2 % of the same percentile of the raw latencies. Bucket counts simply add up, so histograms of
-any minutes and processes merge exactly. One hour (3.6e9 microseconds) falls in
+most RELATIVE_ACCURACY from both ends of that interval. A percentile read from merged
+buckets is therefore within 2 % of the same percentile of the raw latencies. Bucket
+counts add up, so histograms of any minutes and processes merge exactly. One hour (3.6e9 microseconds) falls in
 bucket 551.
 """
 
